@@ -1,0 +1,1 @@
+//! Pure rules over kube-herald records producing incidents (injected clock, no I/O).

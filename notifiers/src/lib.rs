@@ -1,0 +1,1 @@
+//! Channels, routing, rate limits and delivery for kube-herald notifications.

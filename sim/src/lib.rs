@@ -1,0 +1,1 @@
+//! Cluster simulator: a protocol-faithful fake Kubernetes API server with scenarios.

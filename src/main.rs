@@ -1,0 +1,2 @@
+//! `herald`: the kube-herald command line and service wiring.
+fn main() {}

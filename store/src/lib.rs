@@ -1,0 +1,1 @@
+//! sled persistence and queries for kube-herald.

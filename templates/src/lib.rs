@@ -1,0 +1,1 @@
+//! Default tera templates and rendering for kube-herald messages.

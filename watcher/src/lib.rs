@@ -1,0 +1,1 @@
+//! kube-rs list/watch of Events, Pods and Nodes into kube-herald records.
