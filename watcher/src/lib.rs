@@ -1,1 +1,27 @@
 //! kube-rs list/watch of Events, Pods and Nodes into kube-herald records.
+//!
+//! This is the only crate that talks to the Kubernetes API server:
+//! - [`client_from`] builds a [`ClusterClient`] (a [`kube::Client`] and its server) from a kubeconfig (explicit path, `$KUBECONFIG`,
+//!   `~/.kube/config`) or the in-cluster service account; [`check_connection`] asks the server
+//!   for its version so start-up fails with one clear line when it is unreachable.
+//! - [`Watcher`] runs one list/watch loop per resource (see [`watcher`] for the
+//!   exact requests, resume, re-list and checkpoint rules) and sends [`WatchItem`]s.
+//! - [`state`] holds the compact per-object state and the transition rules as plain
+//!   synchronous functions.
+//!
+//! It never persists anything: it emits checkpoints and the consumer stores them after the
+//! records they cover.
+
+pub mod client;
+pub mod config;
+mod decode;
+pub mod error;
+pub mod state;
+pub mod stats;
+pub mod watcher;
+
+pub use client::{ClusterClient, check_connection, client_from};
+pub use config::{InitialSync, Resource, ResourceSet, Selectors, WatcherConfig};
+pub use error::WatchError;
+pub use stats::WatcherStats;
+pub use watcher::{WatchItem, Watcher};

@@ -1,0 +1,208 @@
+//! What to watch and how: [`WatcherConfig`] and its parts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// A watched resource (all core/v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    /// `events` (core/v1 Event).
+    Events,
+    /// `pods`.
+    Pods,
+    /// `nodes` (cluster-scoped).
+    Nodes,
+}
+
+impl Resource {
+    /// Every resource, in the order their tasks start.
+    pub const ALL: [Resource; 3] = [Resource::Events, Resource::Pods, Resource::Nodes];
+
+    /// The plural resource name used in URLs, checkpoints and [`WatcherConfig::resume`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Events => "events",
+            Resource::Pods => "pods",
+            Resource::Nodes => "nodes",
+        }
+    }
+
+    /// The `kind` of the resource's objects.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Resource::Events => "Event",
+            Resource::Pods => "Pod",
+            Resource::Nodes => "Node",
+        }
+    }
+
+    /// Whether objects of this resource live in namespaces.
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Resource::Nodes)
+    }
+
+    /// The collection path: `/api/v1/pods`, `/api/v1/namespaces/NS/pods`, `/api/v1/nodes`.
+    /// `namespace` is ignored for cluster-scoped resources.
+    pub fn path(self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced() => format!("/api/v1/namespaces/{ns}/{}", self.as_str()),
+            _ => format!("/api/v1/{}", self.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which resources are watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceSet {
+    /// Watch core/v1 Events.
+    pub events: bool,
+    /// Watch Pods.
+    pub pods: bool,
+    /// Watch Nodes.
+    pub nodes: bool,
+}
+
+impl Default for ResourceSet {
+    /// All three.
+    fn default() -> Self {
+        Self {
+            events: true,
+            pods: true,
+            nodes: true,
+        }
+    }
+}
+
+impl ResourceSet {
+    /// Whether `resource` is enabled.
+    pub fn contains(&self, resource: Resource) -> bool {
+        match resource {
+            Resource::Events => self.events,
+            Resource::Pods => self.pods,
+            Resource::Nodes => self.nodes,
+        }
+    }
+
+    /// The enabled resources.
+    pub fn iter(&self) -> impl Iterator<Item = Resource> + '_ {
+        Resource::ALL.into_iter().filter(|r| self.contains(*r))
+    }
+}
+
+/// Server-side selectors for one resource (sent as `labelSelector` / `fieldSelector` on both the
+/// list and the watch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selectors {
+    /// A label selector, e.g. `app=cart,tier!=cache`.
+    pub label_selector: Option<String>,
+    /// A field selector, e.g. `type=Warning` for events or `spec.nodeName=node-a` for pods.
+    pub field_selector: Option<String>,
+}
+
+/// What the first list of a resource reports (see the crate documentation for the rules).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InitialSync {
+    /// Record every existing Event (with its full count) and report current problems of pods
+    /// (containers waiting with a problem reason) and nodes (conditions in a bad state). Pods
+    /// and nodes are otherwise seeded silently (no `Created`, no historical terminations).
+    #[default]
+    Record,
+    /// Seed the state silently: the first list produces no records at all.
+    Seed,
+}
+
+/// Configuration of a [`Watcher`](crate::Watcher).
+#[derive(Debug, Clone)]
+pub struct WatcherConfig {
+    /// Name of the cluster, copied into every record.
+    pub cluster: String,
+    /// Which resources to watch.
+    pub resources: ResourceSet,
+    /// Restrict namespaced resources (events, pods) to one namespace; `None` for all.
+    pub namespace: Option<String>,
+    /// Per-resource server-side selectors; a missing entry means none.
+    pub selectors: BTreeMap<Resource, Selectors>,
+    /// Resume points: resource name (`events`, `pods`, `nodes`) to the resourceVersion of its last
+    /// persisted [`Checkpoint`](herald_core::Checkpoint). A resource with a resume point is not
+    /// listed; its watch starts from there.
+    pub resume: BTreeMap<String, String>,
+    /// Server-side watch timeout (`timeoutSeconds`); the watch is re-established when it ends.
+    pub watch_timeout: Duration,
+    /// What the first list reports.
+    pub initial_sync: InitialSync,
+    /// After a resume, a pod first seen in a MODIFIED watch event reports the container
+    /// terminations that finished at most this long before the watcher started (older ones are
+    /// assumed to be recorded already).
+    pub resume_lookback: Duration,
+    /// First retry delay after an error (doubled on each failure, with jitter).
+    pub backoff_initial: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Emit a checkpoint at least every this many watch events, even when they produce no record
+    /// (events with records are always followed by a checkpoint).
+    pub checkpoint_every: u32,
+}
+
+impl Default for WatcherConfig {
+    fn default() -> Self {
+        Self {
+            cluster: "default".to_string(),
+            resources: ResourceSet::default(),
+            namespace: None,
+            selectors: BTreeMap::new(),
+            resume: BTreeMap::new(),
+            watch_timeout: Duration::from_secs(290),
+            initial_sync: InitialSync::default(),
+            resume_lookback: Duration::from_secs(600),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            checkpoint_every: 100,
+        }
+    }
+}
+
+impl WatcherConfig {
+    /// The same configuration with the given resources enabled.
+    pub fn with_resources(mut self, events: bool, pods: bool, nodes: bool) -> Self {
+        self.resources = ResourceSet {
+            events,
+            pods,
+            nodes,
+        };
+        self
+    }
+
+    /// The selectors of `resource` (none when not configured).
+    pub fn selectors_for(&self, resource: Resource) -> Selectors {
+        self.selectors.get(&resource).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(Resource::Pods.path(None), "/api/v1/pods");
+        assert_eq!(
+            Resource::Events.path(Some("shop")),
+            "/api/v1/namespaces/shop/events"
+        );
+        assert_eq!(Resource::Nodes.path(Some("shop")), "/api/v1/nodes");
+    }
+
+    #[test]
+    fn resource_set() {
+        let cfg = WatcherConfig::default().with_resources(true, false, true);
+        let v: Vec<_> = cfg.resources.iter().collect();
+        assert_eq!(v, vec![Resource::Events, Resource::Nodes]);
+    }
+}
