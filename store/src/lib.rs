@@ -1,1 +1,368 @@
-//! sled persistence and queries for kube-herald.
+//! sled persistence and queries for kube-herald: the only crate that touches sled.
+//!
+//! [`Store`] owns one sled database in `DATA_DIR/sled/` and persists, with their indexes:
+//!
+//! - **records** (what the watcher observed), indexed by time and by object;
+//! - **incidents** (upserted on every transition), their **change log**, and indexes by first
+//!   seen, by object (subject and affected objects) and by open state;
+//! - **watch checkpoints**, one per resource;
+//! - **notifications** (the outbox, keyed by idempotency key) with a pending set, and every
+//!   **delivery attempt**;
+//! - **retention** ([`Store::prune`]) and **stats**.
+//!
+//! It stores and indexes; it never interprets records or decides anything. Each write that
+//! touches several trees (a value and its index entries) is one sled transaction, so a crash never
+//! leaves an index entry without its value or the other way round. Keys are built in `keys.rs`
+//! (order-preserving, see there), values in `codec.rs` (format byte + JSON).
+//!
+//! Durability: sled flushes its log every 500 ms and on [`Store::flush`]. The log is recovered as
+//! a prefix, so after a crash the store holds everything written before some point: if a
+//! checkpoint survived, so did every record written before it.
+//!
+//! One process at a time: sled takes an exclusive lock on its file, and a second
+//! [`Store::open`] (from another process, or from the same one while the first is open) fails
+//! with [`StoreError::Locked`].
+
+mod codec;
+mod error;
+mod incidents;
+mod keys;
+mod outbox;
+mod records;
+mod retention;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use herald_core::Timestamp;
+use sled::transaction::TransactionError;
+
+pub use error::StoreError;
+pub use retention::PruneStats;
+
+/// Names of the sled trees. Index trees hold empty values; everything is in their keys.
+mod tree {
+    /// Settings of the database itself (schema version).
+    pub const META: &str = "meta";
+    /// Record id -> record.
+    pub const RECORDS: &str = "records";
+    /// (observed_at, id) -> ().
+    pub const RECORDS_BY_TIME: &str = "records_by_time";
+    /// (kind, key, observed_at, id) -> ().
+    pub const RECORDS_BY_OBJECT: &str = "records_by_object";
+    /// Incident id -> incident (latest state).
+    pub const INCIDENTS: &str = "incidents";
+    /// (first_seen, incident id) -> ().
+    pub const INCIDENTS_BY_TIME: &str = "incidents_by_time";
+    /// (kind, key, first_seen, incident id) -> ().
+    pub const INCIDENTS_BY_OBJECT: &str = "incidents_by_object";
+    /// Incident id -> (), for open incidents only.
+    pub const INCIDENTS_OPEN: &str = "incidents_open";
+    /// (incident id, at, seq) -> incident change.
+    pub const INCIDENT_CHANGES: &str = "incident_changes";
+    /// Resource -> checkpoint.
+    pub const CHECKPOINTS: &str = "checkpoints";
+    /// Notification id -> notification.
+    pub const NOTIFICATIONS: &str = "notifications";
+    /// Notification id -> (), while neither delivered nor dead.
+    pub const NOTIFICATIONS_PENDING: &str = "notifications_pending";
+    /// (incident id, created_at, notification id) -> ().
+    pub const NOTIFICATIONS_BY_INCIDENT: &str = "notifications_by_incident";
+    /// (notification id, at, seq) -> delivery attempt.
+    pub const DELIVERIES: &str = "deliveries";
+}
+
+/// The subdirectory of the data directory that holds the sled database.
+pub const DB_DIR: &str = "sled";
+
+/// Version of the tree layout and key encoding, kept in the `meta` tree.
+const SCHEMA_VERSION: u8 = 1;
+const SCHEMA_KEY: &[u8] = b"schema";
+
+/// sled page cache size. sled's default (1 GiB) is too much for a cluster add-on; lookups are
+/// mostly recent records and index scans, which a smaller cache serves well.
+const CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The persistent store. Cheap to clone (shared handles); safe to use from many threads.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    records: sled::Tree,
+    records_by_time: sled::Tree,
+    records_by_object: sled::Tree,
+    incidents: sled::Tree,
+    incidents_by_time: sled::Tree,
+    incidents_by_object: sled::Tree,
+    incidents_open: sled::Tree,
+    incident_changes: sled::Tree,
+    checkpoints: sled::Tree,
+    notifications: sled::Tree,
+    notifications_pending: sled::Tree,
+    notifications_by_incident: sled::Tree,
+    deliveries: sled::Tree,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A time window and a result limit for queries.
+///
+/// Both ends are inclusive; `None` leaves that end open. With a `limit`, queries return the
+/// first `limit` results in their documented order (chronological unless stated otherwise).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeQuery {
+    /// Earliest instant (inclusive).
+    pub since: Option<Timestamp>,
+    /// Latest instant (inclusive).
+    pub until: Option<Timestamp>,
+    /// Most results to return.
+    pub limit: Option<usize>,
+}
+
+impl TimeQuery {
+    /// No bounds, no limit: everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// The window `since..=until` (either end open when `None`), without a limit.
+    pub fn between(since: Option<Timestamp>, until: Option<Timestamp>) -> Self {
+        Self {
+            since,
+            until,
+            limit: None,
+        }
+    }
+
+    /// The same window with at most `limit` results.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Whether the limit allows one more result after `n`.
+    fn wants_more(&self, n: usize) -> bool {
+        self.limit.is_none_or(|l| n < l)
+    }
+}
+
+/// Entry counts per tree and the database's size on disk, from [`Store::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Stored records.
+    pub records: usize,
+    /// Stored incidents (open and resolved).
+    pub incidents: usize,
+    /// Open incidents.
+    pub open_incidents: usize,
+    /// Incident changes in the change log.
+    pub incident_changes: usize,
+    /// Watch checkpoints.
+    pub checkpoints: usize,
+    /// Notifications (delivered, dead and pending).
+    pub notifications: usize,
+    /// Notifications neither delivered nor dead.
+    pub pending_notifications: usize,
+    /// Delivery attempts.
+    pub delivery_attempts: usize,
+    /// Entries of every tree, by tree name, indexes included.
+    pub trees: BTreeMap<String, usize>,
+    /// Bytes sled uses on disk.
+    pub size_on_disk: u64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`; the database lives in `dir/sled/`.
+    ///
+    /// Returns [`StoreError::Locked`] if another `Store` holds it (another process such as the
+    /// running service, or this process while an earlier `Store` on `dir` is still alive), so a
+    /// CLI can fall back to asking the service.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let db = sled::Config::new()
+            .path(dir.join(DB_DIR))
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .open()
+            .map_err(|e| {
+                if is_lock_error(&e) {
+                    tracing::debug!(path = %dir.display(), error = %e, "store is locked");
+                    StoreError::Locked {
+                        path: dir.to_path_buf(),
+                    }
+                } else {
+                    StoreError::Sled(e)
+                }
+            })?;
+        check_schema(&db)?;
+        let open = |name: &str| db.open_tree(name);
+        let inner = Inner {
+            path: dir.to_path_buf(),
+            records: open(tree::RECORDS)?,
+            records_by_time: open(tree::RECORDS_BY_TIME)?,
+            records_by_object: open(tree::RECORDS_BY_OBJECT)?,
+            incidents: open(tree::INCIDENTS)?,
+            incidents_by_time: open(tree::INCIDENTS_BY_TIME)?,
+            incidents_by_object: open(tree::INCIDENTS_BY_OBJECT)?,
+            incidents_open: open(tree::INCIDENTS_OPEN)?,
+            incident_changes: open(tree::INCIDENT_CHANGES)?,
+            checkpoints: open(tree::CHECKPOINTS)?,
+            notifications: open(tree::NOTIFICATIONS)?,
+            notifications_pending: open(tree::NOTIFICATIONS_PENDING)?,
+            notifications_by_incident: open(tree::NOTIFICATIONS_BY_INCIDENT)?,
+            deliveries: open(tree::DELIVERIES)?,
+            db,
+        };
+        tracing::info!(
+            path = %dir.display(),
+            recovered = inner.db.was_recovered(),
+            "store opened"
+        );
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The data directory this store was opened on.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Entry counts of every tree and the size on disk. Counting walks every tree (sled keeps
+    /// no counts), so this is O(entries): for diagnostics, not for a hot path.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let i = &self.inner;
+        let mut trees = BTreeMap::new();
+        for (name, t) in [
+            (tree::RECORDS, &i.records),
+            (tree::RECORDS_BY_TIME, &i.records_by_time),
+            (tree::RECORDS_BY_OBJECT, &i.records_by_object),
+            (tree::INCIDENTS, &i.incidents),
+            (tree::INCIDENTS_BY_TIME, &i.incidents_by_time),
+            (tree::INCIDENTS_BY_OBJECT, &i.incidents_by_object),
+            (tree::INCIDENTS_OPEN, &i.incidents_open),
+            (tree::INCIDENT_CHANGES, &i.incident_changes),
+            (tree::CHECKPOINTS, &i.checkpoints),
+            (tree::NOTIFICATIONS, &i.notifications),
+            (tree::NOTIFICATIONS_PENDING, &i.notifications_pending),
+            (
+                tree::NOTIFICATIONS_BY_INCIDENT,
+                &i.notifications_by_incident,
+            ),
+            (tree::DELIVERIES, &i.deliveries),
+        ] {
+            trees.insert(name.to_string(), t.len());
+        }
+        let n = |name: &str| trees.get(name).copied().unwrap_or(0);
+        Ok(StoreStats {
+            records: n(tree::RECORDS),
+            incidents: n(tree::INCIDENTS),
+            open_incidents: n(tree::INCIDENTS_OPEN),
+            incident_changes: n(tree::INCIDENT_CHANGES),
+            checkpoints: n(tree::CHECKPOINTS),
+            notifications: n(tree::NOTIFICATIONS),
+            pending_notifications: n(tree::NOTIFICATIONS_PENDING),
+            delivery_attempts: n(tree::DELIVERIES),
+            size_on_disk: i.db.size_on_disk()?,
+            trees,
+        })
+    }
+
+    /// Writes everything buffered so far to disk (call before exiting; sled otherwise flushes
+    /// every 500 ms).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let bytes = self.inner.db.flush_async().await?;
+        tracing::debug!(bytes, "store flushed");
+        Ok(())
+    }
+}
+
+/// Whether `e` is sled's "could not acquire lock" error (its `try_lock_exclusive` failing with
+/// `WouldBlock`, wrapped by sled into an `Other` I/O error with that message).
+fn is_lock_error(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
+/// Records the schema version in a new database; refuses a database of another version.
+fn check_schema(db: &sled::Db) -> Result<(), StoreError> {
+    let meta = db.open_tree(tree::META)?;
+    match meta.compare_and_swap(
+        SCHEMA_KEY,
+        None as Option<&[u8]>,
+        Some(&[SCHEMA_VERSION][..]),
+    )? {
+        Ok(()) => Ok(()),
+        Err(cas) => match cas.current.as_deref() {
+            Some([SCHEMA_VERSION]) => Ok(()),
+            other => Err(StoreError::UnsupportedFormat {
+                what: "database schema",
+                version: other.and_then(|v| v.first().copied()).unwrap_or(0),
+            }),
+        },
+    }
+}
+
+/// Maps a failed sled transaction to the store's error.
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+/// Turns a store error raised inside a transaction closure into an abort.
+fn abort(e: StoreError) -> sled::transaction::ConflictableTransactionError<StoreError> {
+    sled::transaction::ConflictableTransactionError::Abort(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_and_errors_cross_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        fn error<T: std::error::Error + Send + Sync + 'static>() {}
+        shareable::<Store>();
+        error::<StoreError>();
+    }
+
+    #[test]
+    fn schema_mismatch_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join(DB_DIR))
+                .open()
+                .unwrap();
+            db.open_tree(tree::META)
+                .unwrap()
+                .insert(SCHEMA_KEY, &[9u8][..])
+                .unwrap();
+        }
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::UnsupportedFormat { version: 9, .. })
+        ));
+    }
+}

@@ -1,0 +1,162 @@
+//! The notification outbox (notifications keyed by idempotency key, the pending set, the
+//! per-incident index), delivery attempts, and watch checkpoints.
+
+use herald_core::{Checkpoint, DeliveryAttempt, DeliveryOutcome, IncidentId, Notification};
+use sled::Transactional;
+
+use crate::codec::{decode, encode};
+use crate::keys::{self, TS_LEN};
+use crate::{Store, StoreError, tree, tx_error};
+
+impl Store {
+    /// The stored watch position of `resource` (`pods`, `nodes`, `events`).
+    pub fn checkpoint(&self, resource: &str) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner
+            .checkpoints
+            .get(resource.as_bytes())?
+            .map(|v| decode(tree::CHECKPOINTS, &v))
+            .transpose()
+    }
+
+    /// Stores the watch position of `cp.resource`, replacing the previous one.
+    pub fn put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        let value = encode(tree::CHECKPOINTS, cp)?;
+        self.inner
+            .checkpoints
+            .insert(cp.resource.as_bytes(), value)?;
+        tracing::trace!(resource = %cp.resource, resource_version = %cp.resource_version, "checkpoint stored");
+        Ok(())
+    }
+
+    /// Adds `n` to the outbox (pending) unless a notification with the same id (idempotency
+    /// key) exists; returns whether it was inserted. An existing notification is left as it is,
+    /// whatever its state, so a replayed transition is never announced twice.
+    pub fn put_notification(&self, n: &Notification) -> Result<bool, StoreError> {
+        let i = &self.inner;
+        let value = sled::IVec::from(encode(tree::NOTIFICATIONS, n)?);
+        let by_incident = keys::parent_time_name_key(&n.incident_id.0, n.created_at, &n.id);
+        let inserted = (
+            &i.notifications,
+            &i.notifications_pending,
+            &i.notifications_by_incident,
+        )
+            .transaction(|(notifications, pending, by_inc)| {
+                if notifications.get(n.id.as_bytes())?.is_some() {
+                    return Ok(false);
+                }
+                notifications.insert(n.id.as_bytes(), value.clone())?;
+                pending.insert(n.id.as_bytes(), &[][..])?;
+                by_inc.insert(by_incident.as_slice(), &[][..])?;
+                Ok(true)
+            })
+            .map_err(tx_error)?;
+        tracing::debug!(notification_id = %n.id, channel = %n.channel, inserted, "notification stored");
+        Ok(inserted)
+    }
+
+    /// The notification with idempotency key `id`.
+    pub fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        self.inner
+            .notifications
+            .get(id.as_bytes())?
+            .map(|v| decode(tree::NOTIFICATIONS, &v))
+            .transpose()
+    }
+
+    /// Notifications neither delivered nor dead (the outbox to re-queue after a restart), oldest
+    /// `created_at` first.
+    pub fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.inner.notifications_pending.iter() {
+            let (k, _) = entry?;
+            let id = std::str::from_utf8(&k).map_err(|_| StoreError::CorruptKey {
+                tree: tree::NOTIFICATIONS_PENDING,
+            })?;
+            if let Some(n) = self.notification(id)? {
+                out.push(n);
+            }
+        }
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    /// Appends a delivery attempt; a `Delivered` or `Dead` outcome also takes the notification
+    /// out of the pending set (in the same transaction). Attempts are kept per notification in
+    /// order of `at`.
+    pub fn record_delivery(&self, a: &DeliveryAttempt) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let value = sled::IVec::from(encode(tree::DELIVERIES, a)?);
+        let key = keys::log_key(&a.notification_id, a.at, i.db.generate_id()?);
+        let settled = matches!(
+            a.outcome,
+            DeliveryOutcome::Delivered { .. } | DeliveryOutcome::Dead { .. }
+        );
+        if !i.notifications.contains_key(a.notification_id.as_bytes())? {
+            tracing::warn!(notification_id = %a.notification_id, "delivery attempt for an unknown notification");
+        }
+        (&i.deliveries, &i.notifications_pending)
+            .transaction(|(deliveries, pending)| {
+                deliveries.insert(key.as_slice(), value.clone())?;
+                if settled {
+                    pending.remove(a.notification_id.as_bytes())?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        tracing::debug!(
+            notification_id = %a.notification_id,
+            attempt = a.attempt,
+            settled,
+            "delivery attempt stored"
+        );
+        Ok(())
+    }
+
+    /// The attempts made for notification `id`, in order of `at`.
+    pub fn deliveries(&self, id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        self.inner
+            .deliveries
+            .scan_prefix(keys::str_prefix(id))
+            .map(|entry| decode(tree::DELIVERIES, &entry?.1))
+            .collect()
+    }
+
+    /// Every notification about incident `id` (oldest `created_at` first) with its attempts.
+    pub fn deliveries_for_incident(
+        &self,
+        id: &IncidentId,
+    ) -> Result<Vec<(Notification, Vec<DeliveryAttempt>)>, StoreError> {
+        let mut out = Vec::new();
+        for nid in self.notification_ids_for_incident(id)? {
+            if let Some(n) = self.notification(&nid)? {
+                let attempts = self.deliveries(&nid)?;
+                out.push((n, attempts));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of the notifications about incident `id`, oldest `created_at` first.
+    pub(crate) fn notification_ids_for_incident(
+        &self,
+        id: &IncidentId,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = keys::str_prefix(&id.0);
+        self.inner
+            .notifications_by_incident
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (k, _) = entry?;
+                k.get(prefix.len() + TS_LEN..)
+                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                    .ok_or(StoreError::CorruptKey {
+                        tree: tree::NOTIFICATIONS_BY_INCIDENT,
+                    })
+            })
+            .collect()
+    }
+}
