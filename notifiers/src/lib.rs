@@ -1,1 +1,34 @@
-//! Channels, routing, rate limits and delivery for kube-herald notifications.
+//! Channels, routing, rate limits and delivery for kube-herald notifications; the only crate
+//! that sends anything out of the process (HTTP now, SMTP later).
+//!
+//! - [`config`]: the `channels:` and `subscriptions:` config sections and [`validate`].
+//! - [`secret`]: secrets in config ([`Secret`], [`SecretString`]), never printed.
+//! - [`router`]: which (subscription, channel) pairs an incident transition goes to.
+//! - [`channel`]: the [`Channel`] trait and the set of built [`Channels`].
+//! - [`console`], [`webhook`]: one module per channel type.
+//! - [`dispatch`]: delivery with bounded retries ([`Dispatcher`]).
+//!
+//! This crate does not render templates (the caller puts the rendered
+//! [`Message`](herald_core::Message) in the [`Notification`](herald_core::Notification)) and
+//! does not persist anything (the caller stores the returned delivery attempts).
+
+pub mod channel;
+pub mod config;
+pub mod console;
+pub mod dispatch;
+pub mod error;
+pub mod router;
+pub mod secret;
+pub mod webhook;
+
+#[cfg(test)]
+mod testutil;
+
+pub use channel::{BoxFuture, Channel, ChannelKind, Channels};
+pub use config::{ChannelConfig, ConfigIssue, MatchConfig, SubscriptionConfig, validate};
+pub use console::{ConsoleChannel, ConsoleConfig};
+pub use dispatch::{Dispatcher, RetryPolicy, Sleeper, TokioSleeper};
+pub use error::NotifyError;
+pub use router::{Route, Router};
+pub use secret::{HeaderValueConfig, Secret, SecretString};
+pub use webhook::{MessageFormat, WebhookChannel, WebhookConfig};
