@@ -1,0 +1,220 @@
+//! The service's read-only HTTP API: history and incident queries for the CLI (which cannot
+//! open the store while the service holds it), `/healthz`, and Prometheus `/metrics`. Binds to
+//! 127.0.0.1 unless configured otherwise.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use herald_core::{ObjectKind, ObjectRef, Timestamp};
+use herald_store::Store;
+
+use crate::query::{history_from_store, incidents_from_store};
+use crate::service::Stats;
+
+/// Labels of a counter keyed by one `kind` value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The kind: a record kind, a rule name, a channel name.
+    pub kind: String,
+}
+
+/// Labels of incident transitions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IncidentLabels {
+    /// Rule name.
+    pub rule: String,
+    /// Transition.
+    pub transition: String,
+}
+
+/// Labels of delivery attempts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// Channel name.
+    pub channel: String,
+    /// `delivered`, `failed` or `dead`.
+    pub outcome: String,
+}
+
+/// The service's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Records persisted, by record kind.
+    pub records: Family<KindLabel, Counter>,
+    /// Incident transitions, by rule and transition.
+    pub incidents: Family<IncidentLabels, Counter>,
+    /// Delivery attempts, by channel and outcome.
+    pub deliveries: Family<DeliveryLabels, Counter>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let records = Family::<KindLabel, Counter>::default();
+        let incidents = Family::<IncidentLabels, Counter>::default();
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register("records", "Records persisted, by kind", records.clone());
+        registry.register(
+            "incident_transitions",
+            "Incident transitions",
+            incidents.clone(),
+        );
+        registry.register("delivery_attempts", "Delivery attempts", deliveries.clone());
+        Self {
+            registry,
+            records,
+            incidents,
+            deliveries,
+        }
+    }
+
+    fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Store,
+    metrics: Arc<Metrics>,
+    stats: Arc<Stats>,
+    /// How many resources must finish their initial sync before `/readyz` says ready.
+    expected_synced: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryParams {
+    since: Option<Timestamp>,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IncidentParams {
+    since: Option<Timestamp>,
+    #[serde(default)]
+    open: bool,
+}
+
+/// An error answer: status plus a one-line message.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<herald_store::StoreError> for ApiError {
+    fn from(e: herald_store::StoreError) -> Self {
+        tracing::error!(error = %e, "store query failed");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+async fn history(
+    State(st): State<AppState>,
+    Path((kind, key)): Path<(String, String)>,
+    Query(p): Query<HistoryParams>,
+) -> Result<Response, ApiError> {
+    let kind = match kind.as_str() {
+        "pod" => ObjectKind::Pod,
+        "node" => ObjectKind::Node,
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("unknown kind {other:?}"),
+            ));
+        }
+    };
+    let object = ObjectRef::parse_key(kind, &key)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let view = history_from_store(&st.store, object, p.since, p.limit.unwrap_or(1000))?;
+    Ok(Json(view).into_response())
+}
+
+async fn incidents(
+    State(st): State<AppState>,
+    Query(p): Query<IncidentParams>,
+) -> Result<Response, ApiError> {
+    Ok(Json(incidents_from_store(&st.store, p.since, p.open)?).into_response())
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    let synced = st.stats.synced.load(Ordering::Relaxed);
+    if synced >= st.expected_synced {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let msg = format!("initial sync: {synced} of {} resources", st.expected_synced);
+        (StatusCode::SERVICE_UNAVAILABLE, msg).into_response()
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    match st.metrics.encode() {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Builds the API router.
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/history/{kind}/{*key}", get(history))
+        .route("/api/v1/incidents", get(incidents))
+        .with_state(state)
+}
+
+/// Binds the API on `addr`; returns the bound address and the serving future.
+pub async fn bind(
+    addr: SocketAddr,
+    store: Store,
+    metrics: Arc<Metrics>,
+    stats: Arc<Stats>,
+    expected_synced: u64,
+) -> std::io::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = router(AppState {
+        store,
+        metrics,
+        stats,
+        expected_synced,
+    });
+    Ok((local, async move { axum::serve(listener, app).await }))
+}

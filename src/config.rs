@@ -1,0 +1,292 @@
+//! The user's configuration file (`herald.yaml`): its shape, loading and validation.
+//!
+//! Every section is deserialized in its own pass over the same text, so an error in `channels`
+//! does not hide one in `subscriptions`; then semantic checks (unknown channels, bad globs, unset
+//! secrets) run over whatever parsed. All problems are reported together, each with file, line
+//! and column. The section types of the other crates (classifier rules, channels, subscriptions)
+//! are owned by those crates and documented in docs/configuration.md.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use herald_classifier::ClassifierConfig;
+use herald_notifiers::{ChannelConfig, SubscriptionConfig};
+
+/// The whole configuration of `herald run`.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Where the file was read from (for messages).
+    pub source: PathBuf,
+    /// General settings: cluster name, data directory, query API, retention.
+    pub general: General,
+    /// What to watch.
+    pub watch: WatchSection,
+    /// Incident rules.
+    pub classifier: ClassifierConfig,
+    /// Notification channels by name.
+    pub channels: BTreeMap<String, ChannelConfig>,
+    /// Who gets told what, on which channels.
+    pub subscriptions: Vec<SubscriptionConfig>,
+}
+
+/// Top-level scalar settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct General {
+    /// Name of the cluster, shown in every message. Default `kubernetes`.
+    pub cluster: String,
+    /// Store directory. Default: `--data-dir`, else `$HERALD_DATA_DIR`, else `./herald-data`.
+    pub data_dir: Option<PathBuf>,
+    /// Kubeconfig file; default: `--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`, in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use; default: the current context.
+    pub context: Option<String>,
+    /// Address of the read-only query API. Default `127.0.0.1:9464` (localhost only).
+    pub listen: SocketAddr,
+    /// How long records and resolved incidents are kept, e.g. `30d`. Default `30d`.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        Self {
+            cluster: "kubernetes".to_string(),
+            data_dir: None,
+            kubeconfig: None,
+            context: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// The `watch:` section: which resources to watch, where.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchSection {
+    /// Watch core/v1 Events. Default true.
+    pub events: bool,
+    /// Watch Pods. Default true.
+    pub pods: bool,
+    /// Watch Nodes. Default true.
+    pub nodes: bool,
+    /// Only this namespace (Events and Pods); default: all namespaces.
+    pub namespace: Option<String>,
+}
+
+impl Default for WatchSection {
+    fn default() -> Self {
+        Self {
+            events: true,
+            pods: true,
+            nodes: true,
+            namespace: None,
+        }
+    }
+}
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in a configuration file (never empty).
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigIssue>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The keys allowed at the top level; anything else is reported.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct TopLevelKeys {
+    cluster: Option<serde::de::IgnoredAny>,
+    data_dir: Option<serde::de::IgnoredAny>,
+    kubeconfig: Option<serde::de::IgnoredAny>,
+    context: Option<serde::de::IgnoredAny>,
+    listen: Option<serde::de::IgnoredAny>,
+    retention: Option<serde::de::IgnoredAny>,
+    watch: Option<serde::de::IgnoredAny>,
+    classifier: Option<serde::de::IgnoredAny>,
+    channels: Option<serde::de::IgnoredAny>,
+    subscriptions: Option<serde::de::IgnoredAny>,
+}
+
+/// The scalar top-level keys, parsed on their own (other keys are ignored in this pass).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GeneralPass {
+    cluster: Option<String>,
+    data_dir: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    listen: Option<SocketAddr>,
+    #[serde(with = "humantime_serde")]
+    retention: Option<Duration>,
+}
+
+/// Declares a struct that deserializes one top-level section and ignores the others, so each
+/// section gets its own pass and its own error.
+macro_rules! section_pass {
+    ($name:ident, $field:ident: $ty:ty) => {
+        #[derive(Deserialize)]
+        struct $name {
+            #[serde(default)]
+            $field: Option<$ty>,
+        }
+    };
+}
+section_pass!(WatchPass, watch: WatchSection);
+section_pass!(ClassifierPass, classifier: ClassifierConfig);
+section_pass!(ChannelsPass, channels: BTreeMap<String, ChannelConfig>);
+section_pass!(SubscriptionsPass, subscriptions: Vec<SubscriptionConfig>);
+
+impl Config {
+    /// Reads and validates `path`. Returns every problem found, not just the first.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigIssue {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                message: format!("cannot read config: {e}"),
+            }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text; `path` is used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let mut issues = Vec::new();
+        let mut cfg = Config {
+            source: path.to_path_buf(),
+            ..Config::default()
+        };
+        // An empty file is a valid (all-defaults) config.
+        if text.trim().is_empty() {
+            return Ok(cfg);
+        }
+        let pass = |issues: &mut Vec<ConfigIssue>, r: Result<(), serde_saphyr::Error>| {
+            if let Err(e) = r {
+                issues.push(yaml_issue(path, &e));
+            }
+        };
+        if let Err(e) = serde_saphyr::from_str::<TopLevelKeys>(text) {
+            let syntax = !e.to_string().contains("unknown field");
+            issues.push(yaml_issue(path, &e));
+            // A syntax error makes every other pass fail the same way: report it once.
+            if syntax {
+                return Err(ConfigErrors(issues));
+            }
+        }
+        let r = serde_saphyr::from_str::<GeneralPass>(text).map(|g| {
+            let d = General::default();
+            cfg.general = General {
+                cluster: g.cluster.unwrap_or(d.cluster),
+                data_dir: g.data_dir,
+                kubeconfig: g.kubeconfig,
+                context: g.context,
+                listen: g.listen.unwrap_or(d.listen),
+                retention: g.retention.unwrap_or(d.retention),
+            };
+        });
+        pass(&mut issues, r);
+        let r = serde_saphyr::from_str::<WatchPass>(text)
+            .map(|p| cfg.watch = p.watch.unwrap_or_default());
+        pass(&mut issues, r);
+        let r = serde_saphyr::from_str::<ClassifierPass>(text)
+            .map(|p| cfg.classifier = p.classifier.unwrap_or_default());
+        pass(&mut issues, r);
+        let r = serde_saphyr::from_str::<ChannelsPass>(text)
+            .map(|p| cfg.channels = p.channels.unwrap_or_default());
+        pass(&mut issues, r);
+        let r = serde_saphyr::from_str::<SubscriptionsPass>(text)
+            .map(|p| cfg.subscriptions = p.subscriptions.unwrap_or_default());
+        pass(&mut issues, r);
+
+        if cfg.general.cluster.trim().is_empty() {
+            issues.push(ConfigIssue {
+                file: path.to_path_buf(),
+                line: line_of_key(text, "cluster"),
+                column: Some(1),
+                message: "cluster must not be empty".to_string(),
+            });
+        }
+        for issue in herald_notifiers::validate(&cfg.channels, &cfg.subscriptions) {
+            issues.push(ConfigIssue {
+                file: path.to_path_buf(),
+                line: issue.line,
+                column: issue.column,
+                message: issue.message,
+            });
+        }
+
+        issues.sort_by(|a, b| (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message)));
+        issues.dedup();
+        if issues.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(issues))
+        }
+    }
+}
+
+fn yaml_issue(path: &Path, e: &serde_saphyr::Error) -> ConfigIssue {
+    let loc = e.location();
+    ConfigIssue {
+        file: path.to_path_buf(),
+        line: loc.map(|l| l.line()),
+        column: loc.map(|l| l.column()),
+        message: first_line(&e.without_snippet().to_string()),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().trim().to_string()
+}
+
+fn line_of_key(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .position(|l| l.starts_with(&format!("{key}:")))
+        .map(|i| i as u64 + 1)
+}

@@ -1,0 +1,388 @@
+//! The service: wires watcher -> store -> classifier -> store -> router -> renderer -> outbox ->
+//! channels, plus the query API. Records are persisted before they are classified; incident
+//! transitions are persisted before they are routed; notifications are persisted (the outbox)
+//! before they are sent, and every delivery attempt is persisted. A watch checkpoint is stored
+//! only after the records before it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use herald_classifier::Classifier;
+use herald_core::{IncidentChange, Notification, Timestamp, Transition};
+use herald_notifiers::{Channels, Dispatcher, Router};
+use herald_store::{Store, StoreError};
+use herald_templates::Renderer;
+use herald_watcher::{WatchItem, Watcher, WatcherConfig};
+
+use crate::api::{self, DeliveryLabels, IncidentLabels, KindLabel, Metrics};
+use crate::cli::{RunArgs, default_data_dir};
+use crate::config::Config;
+use crate::query;
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Parsed configuration.
+    pub config: Config,
+    /// Store directory.
+    pub data_dir: PathBuf,
+    /// Kubeconfig override.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Live counters the demo prints and tests read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records persisted.
+    pub records: AtomicU64,
+    /// Incidents opened.
+    pub opened: AtomicU64,
+    /// Incidents updated.
+    pub updated: AtomicU64,
+    /// Incidents resolved.
+    pub resolved: AtomicU64,
+    /// Notifications created.
+    pub notifications: AtomicU64,
+    /// Notifications delivered.
+    pub delivered: AtomicU64,
+    /// Resources whose initial sync finished.
+    pub synced: AtomicU64,
+}
+
+/// `herald run`.
+pub async fn run_command(
+    args: RunArgs,
+    data_dir_flag: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config).map_err(|e| anyhow!("{e}"))?;
+    let data_dir = data_dir_flag
+        .or_else(|| config.general.data_dir.clone())
+        .unwrap_or_else(default_data_dir);
+    let kubeconfig = args
+        .kubeconfig
+        .or_else(|| config.general.kubeconfig.clone());
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    run_service(
+        ServiceOptions {
+            config,
+            data_dir,
+            kubeconfig,
+        },
+        shutdown,
+        Arc::default(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+/// Runs the service until `shutdown` is cancelled or a fatal error occurs.
+pub async fn run_service(
+    opts: ServiceOptions,
+    shutdown: CancellationToken,
+    stats: Arc<Stats>,
+) -> anyhow::Result<()> {
+    let cfg = &opts.config;
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("cannot create data directory {}", opts.data_dir.display()))?;
+    let store = match Store::open(&opts.data_dir) {
+        Ok(s) => s,
+        Err(StoreError::Locked { .. }) => bail!(
+            "the store at {} is in use by another herald process",
+            opts.data_dir.display()
+        ),
+        Err(e) => {
+            return Err(e).context(format!("cannot open store at {}", opts.data_dir.display()));
+        }
+    };
+
+    let cluster =
+        herald_watcher::client_from(opts.kubeconfig.as_deref(), cfg.general.context.as_deref())
+            .await?;
+    let version = herald_watcher::check_connection(&cluster).await?;
+    let client = cluster.client;
+    tracing::info!(server_version = %version, cluster = %cfg.general.cluster, data_dir = %opts.data_dir.display(), "connected");
+
+    let mut classifier = Classifier::new(cfg.classifier.clone());
+    let open = store.open_incidents()?;
+    tracing::info!(open_incidents = open.len(), "restoring classifier state");
+    classifier.restore(open);
+    let router = Router::new(&cfg.subscriptions).context("invalid subscriptions")?;
+    let channels = Arc::new(Channels::build(&cfg.channels).context("invalid channels")?);
+    let renderer = Renderer::new(&BTreeMap::new()).context("invalid templates")?;
+    let metrics = Arc::new(Metrics::new());
+
+    // Query API.
+    let expected_synced = [cfg.watch.events, cfg.watch.pods, cfg.watch.nodes]
+        .iter()
+        .filter(|on| **on)
+        .count() as u64;
+    let (addr, serve) = api::bind(
+        cfg.general.listen,
+        store.clone(),
+        metrics.clone(),
+        stats.clone(),
+        expected_synced,
+    )
+    .await
+    .with_context(|| format!("cannot bind the query API on {}", cfg.general.listen))?;
+    let service_file = query::write_service_file(&opts.data_dir, &format!("http://{addr}"))?;
+    tracing::info!(%addr, "query API listening");
+    let api_task = tokio::spawn(serve);
+
+    // Delivery: one ordered queue per channel; pending notifications from before a restart
+    // are queued first.
+    let dispatcher = Arc::new(Dispatcher::default());
+    let mut queues: BTreeMap<String, mpsc::UnboundedSender<Notification>> = BTreeMap::new();
+    for name in cfg.channels.keys() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        queues.insert(name.clone(), tx);
+        tokio::spawn(delivery_worker(
+            rx,
+            channels.clone(),
+            dispatcher.clone(),
+            store.clone(),
+            metrics.clone(),
+            stats.clone(),
+        ));
+    }
+    for n in store.pending_notifications()? {
+        if let Some(q) = queues.get(&n.channel) {
+            let _ = q.send(n);
+        }
+    }
+
+    // Watcher.
+    let mut resume = BTreeMap::new();
+    for resource in ["events", "pods", "nodes"] {
+        if let Some(cp) = store.checkpoint(resource)? {
+            resume.insert(resource.to_string(), cp.resource_version);
+        }
+    }
+    let wcfg = WatcherConfig {
+        cluster: cfg.general.cluster.clone(),
+        namespace: cfg.watch.namespace.clone(),
+        resume,
+        ..WatcherConfig::default()
+    }
+    .with_resources(cfg.watch.events, cfg.watch.pods, cfg.watch.nodes);
+    let (tx, mut rx) = mpsc::channel::<WatchItem>(4096);
+    let watcher = Watcher::new(client, wcfg);
+    let mut watch_task = tokio::spawn(async move { watcher.run(tx).await });
+
+    let mut pipeline = Pipeline {
+        store: store.clone(),
+        classifier,
+        router,
+        renderer,
+        channels: channels.clone(),
+        queues,
+        metrics,
+        stats,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result: anyhow::Result<()> = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            item = rx.recv() => match item {
+                Some(item) => {
+                    if let Err(e) = pipeline.handle(item) {
+                        break Err(e);
+                    }
+                }
+                None => {
+                    // The watcher stopped: report why.
+                    break match (&mut watch_task).await {
+                        Ok(Ok(())) => Err(anyhow!("the watcher stopped")),
+                        Ok(Err(e)) => Err(anyhow::Error::new(e).context("watcher failed")),
+                        Err(e) => Err(anyhow!("watcher task failed: {e}")),
+                    };
+                }
+            },
+            _ = tick.tick() => {
+                let changes = pipeline.classifier.tick(Timestamp::now());
+                if let Err(e) = changes.into_iter().try_for_each(|c| pipeline.on_change(c)) {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    watch_task.abort();
+    api_task.abort();
+    store.flush().await.context("cannot flush the store")?;
+    let _ = std::fs::remove_file(&service_file);
+    result
+}
+
+/// The synchronous part of the service: handles one watch item at a time.
+struct Pipeline {
+    store: Store,
+    classifier: Classifier,
+    router: Router,
+    renderer: Renderer,
+    channels: Arc<Channels>,
+    queues: BTreeMap<String, mpsc::UnboundedSender<Notification>>,
+    metrics: Arc<Metrics>,
+    stats: Arc<Stats>,
+}
+
+impl Pipeline {
+    fn handle(&mut self, item: WatchItem) -> anyhow::Result<()> {
+        match item {
+            WatchItem::Record(mut record) => {
+                self.store
+                    .append_record(&mut record)
+                    .context("cannot persist a record")?;
+                self.stats.records.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .records
+                    .get_or_create(&KindLabel {
+                        kind: record.kind_name().to_string(),
+                    })
+                    .inc();
+                tracing::debug!(id = record.id.0, object = %record.object, what = %record.describe(), "record");
+                for change in self.classifier.apply(&record, Timestamp::now()) {
+                    self.on_change(change)?;
+                }
+            }
+            WatchItem::Checkpoint(cp) => {
+                self.store
+                    .put_checkpoint(&cp)
+                    .context("cannot persist a checkpoint")?;
+            }
+            WatchItem::Synced { resource } => {
+                tracing::info!(%resource, "initial sync done");
+                self.stats.synced.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_change(&mut self, change: IncidentChange) -> anyhow::Result<()> {
+        self.store
+            .put_incident_change(&change)
+            .context("cannot persist an incident")?;
+        let i = &change.incident;
+        tracing::info!(rule = %i.rule, transition = %change.transition, incident = %i.id, summary = %i.summary, "incident");
+        self.metrics
+            .incidents
+            .get_or_create(&IncidentLabels {
+                rule: i.rule.clone(),
+                transition: change.transition.to_string(),
+            })
+            .inc();
+        let counter = match change.transition {
+            Transition::Opened => &self.stats.opened,
+            Transition::Updated => &self.stats.updated,
+            Transition::Resolved => &self.stats.resolved,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+
+        for route in self.router.route(&change) {
+            let Some(kind) = self.channels.template_kind(&route.channel) else {
+                tracing::warn!(channel = %route.channel, "route to an unknown channel");
+                continue;
+            };
+            let message = self
+                .renderer
+                .render(kind, &change)
+                .context("cannot render a message")?;
+            let n = Notification {
+                id: Notification::key_for(
+                    &i.id,
+                    change.transition,
+                    &route.subscription,
+                    &route.channel,
+                ),
+                incident_id: i.id.clone(),
+                transition: change.transition,
+                severity: i.severity,
+                subscription: route.subscription,
+                channel: route.channel,
+                created_at: Timestamp::now(),
+                change: change.clone(),
+                message,
+            };
+            if self
+                .store
+                .put_notification(&n)
+                .context("cannot persist a notification")?
+            {
+                self.stats.notifications.fetch_add(1, Ordering::Relaxed);
+                if let Some(q) = self.queues.get(&n.channel) {
+                    let _ = q.send(n);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn delivery_worker(
+    mut rx: mpsc::UnboundedReceiver<Notification>,
+    channels: Arc<Channels>,
+    dispatcher: Arc<Dispatcher>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    stats: Arc<Stats>,
+) {
+    while let Some(n) = rx.recv().await {
+        let attempts = dispatcher.deliver(&channels, &n).await;
+        for a in &attempts {
+            let outcome = match &a.outcome {
+                herald_core::DeliveryOutcome::Delivered { .. } => "delivered",
+                herald_core::DeliveryOutcome::Failed { .. } => "failed",
+                herald_core::DeliveryOutcome::Dead { .. } => "dead",
+            };
+            metrics
+                .deliveries
+                .get_or_create(&DeliveryLabels {
+                    channel: a.channel.clone(),
+                    outcome: outcome.to_string(),
+                })
+                .inc();
+            if a.outcome.is_delivered() {
+                stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Err(e) = store.record_delivery(a) {
+                tracing::error!(error = %e, notification = %n.id, "cannot persist a delivery attempt");
+            }
+        }
+    }
+}
