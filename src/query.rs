@@ -103,10 +103,8 @@ pub fn history_from_store(
     }
     let mut incidents = Vec::new();
     for incident in store.incidents_for_object(&object.kind, &key)? {
-        if let Some(since) = since {
-            if incident.last_seen < since {
-                continue;
-            }
+        if since.is_some_and(|since| incident.last_seen < since) {
+            continue;
         }
         let notifications = store
             .deliveries_for_incident(&incident.id)?
@@ -140,10 +138,8 @@ pub fn incidents_from_store(
             limit: None,
         })?
     };
-    if open_only {
-        if let Some(since) = since {
-            list.retain(|i| i.last_seen >= since);
-        }
+    if let (true, Some(since)) = (open_only, since) {
+        list.retain(|i| i.last_seen >= since);
     }
     list.retain(|i| !open_only || i.state == IncidentState::Open);
     list.sort_by(|a, b| {

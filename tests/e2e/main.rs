@@ -1,6 +1,10 @@
 //! End-to-end tests of the `herald` binary against the cluster simulator and local receivers.
 //! One test binary (ripgrep style); each module is one area.
 
+// Test code: a failed unwrap is a failed test (the harness is not inside `#[test]` functions,
+// so clippy's allow-unwrap-in-tests does not reach it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod harness;
 mod kubectl;

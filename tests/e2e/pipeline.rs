@@ -230,8 +230,10 @@ async fn incident_scenario_end_to_end() {
     assert_eq!(listed, evicted, "the storm lists every evicted pod");
 
     // Every notification carries its idempotency key and none was delivered twice.
-    let got = receiver.got.lock().unwrap();
-    let keys: Vec<String> = got
+    let keys: Vec<String> = receiver
+        .got
+        .lock()
+        .unwrap()
         .iter()
         .map(|r| {
             r.headers
@@ -244,6 +246,5 @@ async fn incident_scenario_end_to_end() {
         .collect();
     let unique: BTreeSet<&String> = keys.iter().collect();
     assert_eq!(unique.len(), keys.len(), "no notification delivered twice");
-    drop(got);
     server.shutdown().await;
 }
