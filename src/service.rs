@@ -164,6 +164,7 @@ pub async fn run_service(
     let service_file = query::write_service_file(&opts.data_dir, &format!("http://{addr}"))?;
     tracing::info!(%addr, "query API listening");
     let api_task = tokio::spawn(serve);
+    let retention_task = tokio::spawn(retention_worker(store.clone(), cfg.general.retention));
 
     // Delivery: one ordered queue per channel; pending notifications from before a restart
     // are queued first.
@@ -245,6 +246,7 @@ pub async fn run_service(
     };
     watch_task.abort();
     api_task.abort();
+    retention_task.abort();
     store.flush().await.context("cannot flush the store")?;
     let _ = std::fs::remove_file(&service_file);
     result
@@ -324,12 +326,7 @@ impl Pipeline {
                 .render(kind, &change)
                 .context("cannot render a message")?;
             let n = Notification {
-                id: Notification::key_for(
-                    &i.id,
-                    change.transition,
-                    &route.subscription,
-                    &route.channel,
-                ),
+                id: Notification::key_for(&change, &route.subscription, &route.channel),
                 incident_id: i.id.clone(),
                 transition: change.transition,
                 severity: i.severity,
@@ -351,6 +348,42 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+}
+
+/// How often [`retention_worker`] prunes the store.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes records and resolved incidents older than `retention`, at start-up and then every
+/// [`PRUNE_EVERY`]. Open incidents and their notifications are kept however old.
+async fn retention_worker(store: Store, retention: Duration) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Ok(span) = jiff::SignedDuration::try_from(retention) else {
+            tracing::warn!(
+                ?retention,
+                "retention too long to compute a cutoff; nothing pruned"
+            );
+            return;
+        };
+        let Ok(cutoff) = Timestamp::now().checked_sub(span) else {
+            continue;
+        };
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.prune(cutoff)).await {
+            Ok(Ok(st)) => tracing::info!(
+                %cutoff,
+                records = st.records,
+                incidents = st.incidents,
+                notifications = st.notifications,
+                delivery_attempts = st.delivery_attempts,
+                "retention: pruned"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, %cutoff, "retention: prune failed"),
+            Err(e) => tracing::error!(error = %e, "retention: prune task failed"),
+        }
     }
 }
 

@@ -41,14 +41,20 @@ pub struct Notification {
 }
 
 impl Notification {
-    /// The idempotency key of a notification for these parts.
-    pub fn key_for(
-        incident: &IncidentId,
-        transition: Transition,
-        subscription: &str,
-        channel: &str,
-    ) -> String {
-        format!("{incident}/{transition}/{subscription}/{channel}")
+    /// The idempotency key of the notification of `change` for `subscription` on `channel`:
+    /// `INCIDENT/opened/SUB/CHANNEL`, `INCIDENT/resolved/SUB/CHANNEL`, and for the (possibly
+    /// many) updates of one incident `INCIDENT/updated@MILLIS/SUB/CHANNEL`, where `MILLIS` is
+    /// the instant of that update, so that each update is a notification of its own while a
+    /// change seen twice keeps its key.
+    pub fn key_for(change: &IncidentChange, subscription: &str, channel: &str) -> String {
+        let incident = &change.incident.id;
+        match change.transition {
+            Transition::Updated => format!(
+                "{incident}/updated@{}/{subscription}/{channel}",
+                change.at.as_millisecond()
+            ),
+            t => format!("{incident}/{t}/{subscription}/{channel}"),
+        }
     }
 }
 
@@ -97,4 +103,58 @@ pub struct DeliveryAttempt {
     pub at: Timestamp,
     /// What happened.
     pub outcome: DeliveryOutcome,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::{Incident, IncidentState};
+    use crate::object::ObjectRef;
+
+    fn change(transition: Transition, at_ms: i64) -> IncidentChange {
+        let at = Timestamp::from_millisecond(at_ms).unwrap();
+        let fingerprint = "EvictionStorm/node-b".to_string();
+        IncidentChange {
+            transition,
+            at,
+            incident: Incident {
+                id: IncidentId::new(&fingerprint, Timestamp::UNIX_EPOCH),
+                fingerprint,
+                rule: "EvictionStorm".into(),
+                severity: Severity::Critical,
+                state: IncidentState::Open,
+                cluster: "c".into(),
+                subject: ObjectRef::node("node-b"),
+                namespace: None,
+                node: Some("node-b".into()),
+                summary: "storm".into(),
+                first_seen: Timestamp::UNIX_EPOCH,
+                last_seen: at,
+                resolved_at: None,
+                count: 5,
+                objects: Vec::new(),
+                records: Vec::new(),
+                labels: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn keys_are_stable_and_each_update_has_its_own() {
+        let opened = Notification::key_for(&change(Transition::Opened, 1_000), "ops", "hook");
+        assert_eq!(opened, "EvictionStorm/node-b@0/opened/ops/hook");
+        // Opened and resolved do not depend on when they were seen.
+        assert_eq!(
+            Notification::key_for(&change(Transition::Resolved, 5_000), "ops", "hook"),
+            Notification::key_for(&change(Transition::Resolved, 9_000), "ops", "hook"),
+        );
+        let u1 = Notification::key_for(&change(Transition::Updated, 2_000), "ops", "hook");
+        let u2 = Notification::key_for(&change(Transition::Updated, 3_000), "ops", "hook");
+        assert_eq!(u1, "EvictionStorm/node-b@0/updated@2000/ops/hook");
+        assert_ne!(u1, u2);
+        assert_ne!(
+            u1,
+            Notification::key_for(&change(Transition::Updated, 2_000), "ops", "mail")
+        );
+    }
 }

@@ -52,7 +52,7 @@ pub fn change(rule: &str, severity: Severity, ns: Option<&str>, t: Transition) -
 pub fn notification(channel: &str) -> Notification {
     let c = change("NodeNotReady", Severity::Critical, None, Transition::Opened);
     Notification {
-        id: Notification::key_for(&c.incident.id, c.transition, "sre", channel),
+        id: Notification::key_for(&c, "sre", channel),
         incident_id: c.incident.id.clone(),
         transition: c.transition,
         severity: c.incident.severity,

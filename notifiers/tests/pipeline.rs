@@ -108,12 +108,7 @@ subscriptions:
     for route in routes {
         let i = &change.incident;
         let n = Notification {
-            id: Notification::key_for(
-                &i.id,
-                change.transition,
-                &route.subscription,
-                &route.channel,
-            ),
+            id: Notification::key_for(&change, &route.subscription, &route.channel),
             incident_id: i.id.clone(),
             transition: change.transition,
             severity: i.severity,

@@ -121,7 +121,7 @@ fn change(transition: Transition, at: Timestamp, incident: &Incident) -> Inciden
 }
 
 fn notification(change: &IncidentChange, channel: &str) -> Notification {
-    let id = Notification::key_for(&change.incident.id, change.transition, "ops", channel);
+    let id = Notification::key_for(change, "ops", channel);
     Notification {
         id,
         incident_id: change.incident.id.clone(),
@@ -758,35 +758,4 @@ fn object_keys_with_separator_bytes_stay_apart() {
         assert_eq!(got.len(), 1, "{name:?}");
         assert_eq!(got[0].object.name, name);
     }
-}
-
-/// Rough throughput check, not run by default: `cargo test -p herald-store --release -- --ignored`.
-#[test]
-#[ignore = "timing only"]
-fn bulk_append_and_query_timing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let n = 100_000i64;
-    let start = std::time::Instant::now();
-    for i in 0..n {
-        let mut r = pod_record("shop", &format!("pod-{}", i % 1000), t(i));
-        store.append_record(&mut r).unwrap();
-    }
-    let append = start.elapsed();
-    let start = std::time::Instant::now();
-    let q = TimeQuery::all().with_limit(50);
-    let got = store
-        .latest_records_for_object(&ObjectKind::Pod, "shop/pod-7", &q)
-        .unwrap();
-    let between = store
-        .records_between(&TimeQuery::between(Some(t(500)), Some(t(1499))))
-        .unwrap();
-    let query = start.elapsed();
-    assert_eq!((got.len(), between.len()), (50, 1000));
-    let start = std::time::Instant::now();
-    let pruned = store.prune(t(n / 2)).unwrap();
-    let prune = start.elapsed();
-    assert_eq!(pruned.records, (n / 2) as u64);
-    println!("append {n}: {append:?}; queries: {query:?}; prune half: {prune:?}");
-    println!("{:?}", store.stats().unwrap());
 }
