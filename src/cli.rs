@@ -194,7 +194,7 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         Ok(cfg) => {
             println!(
                 "{}: ok ({} channels, {} subscriptions)",
-                args.config.display(),
+                cfg.source.display(),
                 cfg.channels.len(),
                 cfg.subscriptions.len()
             );

@@ -20,7 +20,7 @@ use herald_notifiers::{ChannelConfig, SubscriptionConfig};
 /// The whole configuration of `herald run`.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// Where the file was read from (for messages).
+    /// Where the file was read from (relative paths in it are resolved against its directory).
     pub source: PathBuf,
     /// General settings: cluster name, data directory, query API, retention.
     pub general: General,
@@ -40,9 +40,12 @@ pub struct Config {
 pub struct General {
     /// Name of the cluster, shown in every message. Default `kubernetes`.
     pub cluster: String,
-    /// Store directory. Default: `--data-dir`, else `$HERALD_DATA_DIR`, else `./herald-data`.
+    /// Store directory, relative to the config file's directory. `--data-dir` (or
+    /// `$HERALD_DATA_DIR`) overrides it; without either, `$XDG_DATA_HOME/kube-herald`, else
+    /// `~/.local/share/kube-herald`.
     pub data_dir: Option<PathBuf>,
-    /// Kubeconfig file; default: `--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`, in-cluster.
+    /// Kubeconfig file, relative to the config file's directory; `--kubeconfig` overrides it.
+    /// Without either: `$KUBECONFIG`, `~/.kube/config`, then the in-cluster service account.
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use; default: the current context.
     pub context: Option<String>,
@@ -244,6 +247,24 @@ impl Config {
             .map(|p| cfg.subscriptions = p.subscriptions.unwrap_or_default());
         pass(&mut issues, r);
 
+        // Relative paths in the file are relative to the file, wherever herald runs from.
+        let base = path.parent().unwrap_or(Path::new(""));
+        for p in [&mut cfg.general.data_dir, &mut cfg.general.kubeconfig]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if cfg.general.retention.is_zero() {
+            issues.push(ConfigIssue {
+                file: path.to_path_buf(),
+                line: line_of_key(text, "retention"),
+                column: Some(1),
+                message: "retention must be longer than zero (e.g. 30d)".to_string(),
+            });
+        }
         if cfg.general.cluster.trim().is_empty() {
             issues.push(ConfigIssue {
                 file: path.to_path_buf(),
@@ -253,10 +274,15 @@ impl Config {
             });
         }
         for issue in herald_notifiers::validate(&cfg.channels, &cfg.subscriptions) {
+            // Channel fields carry no YAML position; find their key in the text instead.
+            let (line, column) = match issue.line {
+                Some(line) => (Some(line), issue.column),
+                None => locate(text, &issue.path).map_or((None, None), |(l, c)| (Some(l), Some(c))),
+            };
             issues.push(ConfigIssue {
                 file: path.to_path_buf(),
-                line: issue.line,
-                column: issue.column,
+                line,
+                column,
                 message: issue.message,
             });
         }
@@ -285,8 +311,111 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().trim().to_string()
 }
 
+/// Line and column (1-based) of the key at dotted `path` (`channels.hook.url`) in block-style
+/// YAML: each segment is looked up among the keys indented deeper than its parent's, after
+/// it. Segments with an index (`subscriptions[1]`) are not followed; the deepest key found
+/// before one is returned.
+fn locate(text: &str, path: &str) -> Option<(u64, u64)> {
+    let mut found: Option<(u64, u64)> = None;
+    let mut start = 0;
+    let mut parent_indent: Option<usize> = None;
+    'segments: for segment in path.split('.') {
+        if segment.contains('[') {
+            break;
+        }
+        for (i, line) in text.lines().enumerate().skip(start) {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let indent = line.len() - trimmed.len();
+            if parent_indent.is_some_and(|p| indent <= p) {
+                // Left the parent's block without finding the key.
+                break 'segments;
+            }
+            let key = trimmed
+                .split_once(':')
+                .map(|(k, _)| k.trim().trim_matches(['"', '\'']));
+            if key == Some(segment) {
+                found = Some((i as u64 + 1, indent as u64 + 1));
+                start = i + 1;
+                parent_indent = Some(indent);
+                continue 'segments;
+            }
+        }
+        break;
+    }
+    found
+}
+
 fn line_of_key(text: &str, key: &str) -> Option<u64> {
     text.lines()
         .position(|l| l.starts_with(&format!("{key}:")))
         .map(|i| i as u64 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_finds_nested_keys() {
+        let text = "cluster: x\nchannels:\n  log:\n    type: console\n  hook:\n    type: webhook\n    # the URL\n    url: { env: HOOK }\nsubscriptions: []\n";
+        assert_eq!(locate(text, "channels.hook.url"), Some((8, 5)));
+        assert_eq!(locate(text, "channels.hook"), Some((5, 3)));
+        // `url` of `log` does not exist: the deepest key found is returned.
+        assert_eq!(locate(text, "channels.log.url"), Some((3, 3)));
+        assert_eq!(locate(text, "subscriptions[0].channels"), None);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_position() {
+        let text = "cluster: x\nretention: 0s\nwatch:\n  pods: maybe\nchannels:\n  hook:\n    type: webhook\n    url: { env: HERALD_TEST_SURELY_UNSET_VAR }\nsubscriptions:\n  - name: a\n    channels: [pager]\n";
+        let errors = Config::parse(Path::new("h.yaml"), text).unwrap_err();
+        let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].starts_with("h.yaml:2:1: retention"), "{lines:#?}");
+        assert!(lines[1].starts_with("h.yaml:4:"), "{lines:#?}");
+        assert!(
+            lines[2].starts_with("h.yaml:8:5: channels.hook.url"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[3].starts_with("h.yaml:11:") && lines[3].contains("pager"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_file() {
+        let text = "kubeconfig: kc/config\ndata_dir: /abs/data\n";
+        let cfg = Config::parse(Path::new("/etc/herald/herald.yaml"), text).unwrap();
+        assert_eq!(
+            cfg.general.kubeconfig,
+            Some(PathBuf::from("/etc/herald/kc/config"))
+        );
+        assert_eq!(cfg.general.data_dir, Some(PathBuf::from("/abs/data")));
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let cfg = Config::parse(Path::new("h.yaml"), "\n# nothing\n").unwrap();
+        assert_eq!(cfg.general.cluster, "kubernetes");
+        assert_eq!(cfg.general.listen, SocketAddr::from(([127, 0, 0, 1], 9464)));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/herald.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // The example reads its webhook URL from the environment; give it one.
+        let text = text.replace(
+            "{ env: HERALD_ONCALL_WEBHOOK_URL }",
+            "{ value: \"https://hooks.example.invalid/x\" }",
+        );
+        let cfg = Config::parse(&path, &text).unwrap();
+        assert_eq!(cfg.general.cluster, "prod-eu-1");
+        assert_eq!(cfg.channels.len(), 2);
+        assert_eq!(cfg.subscriptions.len(), 2);
+    }
 }
