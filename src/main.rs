@@ -59,9 +59,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
+    // The service logs its progress at info; the other commands print their own output, so
+    // their logs stay at warn unless asked for.
+    let quiet = !matches!(cli.command, Command::Run(_));
     let default = match cli.verbose {
         // kube-rs logs each failed request at ERROR before returning it; herald reports those
         // errors itself, once, so that log line is left to `-v`.
+        0 if quiet => "warn,kube_client::client::builder=off",
         0 => "warn,herald=info,kube_client::client::builder=off",
         1 => "info",
         _ => "debug,hyper=info,h2=info,tower=info,rustls=info",

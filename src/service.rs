@@ -170,17 +170,18 @@ pub async fn run_service(
     // are queued first.
     let dispatcher = Arc::new(Dispatcher::default());
     let mut queues: BTreeMap<String, mpsc::UnboundedSender<Notification>> = BTreeMap::new();
+    let mut workers = Vec::new();
     for name in cfg.channels.keys() {
         let (tx, rx) = mpsc::unbounded_channel();
         queues.insert(name.clone(), tx);
-        tokio::spawn(delivery_worker(
+        workers.push(tokio::spawn(delivery_worker(
             rx,
             channels.clone(),
             dispatcher.clone(),
             store.clone(),
             metrics.clone(),
             stats.clone(),
-        ));
+        )));
     }
     for n in store.pending_notifications()? {
         if let Some(q) = queues.get(&n.channel) {
@@ -218,6 +219,7 @@ pub async fn run_service(
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch_done = false;
     let result: anyhow::Result<()> = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
@@ -229,6 +231,7 @@ pub async fn run_service(
                 }
                 None => {
                     // The watcher stopped: report why.
+                    watch_done = true;
                     break match (&mut watch_task).await {
                         Ok(Ok(())) => Err(anyhow!("the watcher stopped")),
                         Ok(Err(e)) => Err(anyhow::Error::new(e).context("watcher failed")),
@@ -244,9 +247,31 @@ pub async fn run_service(
             }
         }
     };
+    // Shut down: stop watching, let the delivery workers finish what they hold (briefly; what
+    // is still pending stays in the outbox for the next start), then close the store. Every
+    // task holding a store handle must be finished before the function returns, so that the
+    // sled lock is released and the directory can be reopened at once.
     watch_task.abort();
+    drop(pipeline);
+    let abort: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
+    let mut drain = std::pin::pin!(futures::future::join_all(workers));
+    if tokio::time::timeout(SHUTDOWN_DRAIN, &mut drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "deliveries still in progress at shutdown; they stay pending and are retried on the next start"
+        );
+        abort.iter().for_each(|a| a.abort());
+        drain.await;
+    }
     api_task.abort();
     retention_task.abort();
+    let _ = api_task.await;
+    let _ = retention_task.await;
+    if !watch_done {
+        let _ = watch_task.await;
+    }
     store.flush().await.context("cannot flush the store")?;
     let _ = std::fs::remove_file(&service_file);
     result
@@ -350,6 +375,9 @@ impl Pipeline {
         Ok(())
     }
 }
+
+/// How long shutdown waits for in-flight deliveries.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// How often [`retention_worker`] prunes the store.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
