@@ -27,5 +27,13 @@ fi
 echo "ok: ring is not in the tree"
 
 log "tests"
-cargo test --workspace --all-targets --no-fail-fast
-cargo test --workspace --doc
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+status=0
+cargo test --workspace --doc 2>&1 | tee -a "$out" || status=1
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee -a "$out" || status=1
+
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' "$out"
+exit "$status"
