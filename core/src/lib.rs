@@ -14,8 +14,8 @@ pub use incident::{Incident, IncidentChange, IncidentId, IncidentState, Transiti
 pub use notification::{DeliveryAttempt, DeliveryOutcome, Message, Notification};
 pub use object::{ObjectKind, ObjectRef};
 pub use record::{
-    Checkpoint, EventRecord, EventSource, NodeChange, NodeTransition, PodChange, PodTransition,
-    Record, RecordBody, RecordId,
+    Checkpoint, EventRecord, EventSource, NodeChange, NodeTransition, ObjectState, PodChange,
+    PodTransition, Record, RecordBody, RecordId,
 };
 pub use severity::Severity;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -325,6 +325,17 @@ pub struct Checkpoint {
     pub resource_version: String,
 }
 
+/// The watcher's compact state of one object, persisted beside the checkpoint of its resource
+/// so that a restarted watcher resumes with the state it had, not from nothing. Opaque to
+/// everything but the watcher, which encodes and decodes `state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectState {
+    /// The object's state key within its resource (its uid, or `namespace/name`).
+    pub key: String,
+    /// The encoded state; `None` when the object is gone and its state is to be forgotten.
+    pub state: Option<Vec<u8>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@
 //! | `incidents_open` | `incident_id` (raw) |
 //! | `incident_changes` | `incident_id:str at:ts seq:u64` |
 //! | `checkpoints` | `resource` (raw) |
+//! | `watch_state` | `resource:str object_key` (raw) |
 //! | `notifications` | `notification_id` (raw) |
 //! | `notifications_pending` | `notification_id` (raw) |
 //! | `notifications_by_incident` | `incident_id:str created_at:ts notification_id` (raw) |
@@ -233,6 +234,13 @@ pub(crate) fn parent_time_name_key(parent: &str, at: Timestamp, name: &str) -> V
     let mut out = Vec::with_capacity(parent.len() + 2 + TS_LEN + name.len());
     push_str(&mut out, parent.as_bytes());
     out.extend_from_slice(&ts(at));
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// A `watch_state` key: `resource:str object_key` (raw, final).
+pub(crate) fn parent_name_key(parent: &str, name: &str) -> Vec<u8> {
+    let mut out = str_prefix(parent);
     out.extend_from_slice(name.as_bytes());
     out
 }

@@ -5,7 +5,8 @@
 //! - **records** (what the watcher observed), indexed by time and by object;
 //! - **incidents** (upserted on every transition), their **change log**, and indexes by first
 //!   seen, by object (subject and affected objects) and by open state;
-//! - **watch checkpoints**, one per resource;
+//! - **watch checkpoints**, one per resource, and the watcher's compact per-object state
+//!   ([`ObjectState`](herald_core::ObjectState)), so a restart resumes with it;
 //! - **notifications** (the outbox, keyed by idempotency key) with a pending set, and every
 //!   **delivery attempt**;
 //! - **retention** ([`Store::prune`]) and **stats**.
@@ -64,6 +65,8 @@ mod tree {
     pub const INCIDENT_CHANGES: &str = "incident_changes";
     /// Resource -> checkpoint.
     pub const CHECKPOINTS: &str = "checkpoints";
+    /// (resource, object key) -> the watcher's compact state of that object.
+    pub const WATCH_STATE: &str = "watch_state";
     /// Notification id -> notification.
     pub const NOTIFICATIONS: &str = "notifications";
     /// Notification id -> (), while neither delivered nor dead.
@@ -103,6 +106,7 @@ struct Inner {
     incidents_open: sled::Tree,
     incident_changes: sled::Tree,
     checkpoints: sled::Tree,
+    watch_state: sled::Tree,
     notifications: sled::Tree,
     notifications_pending: sled::Tree,
     notifications_by_incident: sled::Tree,
@@ -221,6 +225,7 @@ impl Store {
             incidents_open: open(tree::INCIDENTS_OPEN)?,
             incident_changes: open(tree::INCIDENT_CHANGES)?,
             checkpoints: open(tree::CHECKPOINTS)?,
+            watch_state: open(tree::WATCH_STATE)?,
             notifications: open(tree::NOTIFICATIONS)?,
             notifications_pending: open(tree::NOTIFICATIONS_PENDING)?,
             notifications_by_incident: open(tree::NOTIFICATIONS_BY_INCIDENT)?,
@@ -257,6 +262,7 @@ impl Store {
             (tree::INCIDENTS_OPEN, &i.incidents_open),
             (tree::INCIDENT_CHANGES, &i.incident_changes),
             (tree::CHECKPOINTS, &i.checkpoints),
+            (tree::WATCH_STATE, &i.watch_state),
             (tree::NOTIFICATIONS, &i.notifications),
             (tree::NOTIFICATIONS_PENDING, &i.notifications_pending),
             (

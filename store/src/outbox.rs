@@ -1,7 +1,9 @@
 //! The notification outbox (notifications keyed by idempotency key, the pending set, the
-//! per-incident index), delivery attempts, and watch checkpoints.
+//! per-incident index), delivery attempts, watch checkpoints and the watcher's compact state.
 
-use herald_core::{Checkpoint, DeliveryAttempt, DeliveryOutcome, IncidentId, Notification};
+use herald_core::{
+    Checkpoint, DeliveryAttempt, DeliveryOutcome, IncidentId, Notification, ObjectState,
+};
 use sled::Transactional;
 
 use crate::codec::{decode, encode};
@@ -26,6 +28,48 @@ impl Store {
             .insert(cp.resource.as_bytes(), value)?;
         tracing::trace!(resource = %cp.resource, resource_version = %cp.resource_version, "checkpoint stored");
         Ok(())
+    }
+
+    /// Applies changes to the watcher's compact state of `resource`: each entry replaces the
+    /// stored state of its key, or removes it when `state` is `None`. Atomic (one batch).
+    ///
+    /// The watcher sends a resource's state changes before the checkpoint that covers them, so
+    /// after a crash the stored state is never older than the stored checkpoint (it may be
+    /// newer, which the watcher's diff tolerates: re-applying a change it already has yields
+    /// nothing).
+    pub fn put_watch_states(
+        &self,
+        resource: &str,
+        states: &[ObjectState],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for s in states {
+            let key = keys::parent_name_key(resource, &s.key);
+            match &s.state {
+                Some(bytes) => batch.insert(key, bytes.as_slice()),
+                None => batch.remove(key),
+            }
+        }
+        self.inner.watch_state.apply_batch(batch)?;
+        tracing::trace!(%resource, changes = states.len(), "watch state stored");
+        Ok(())
+    }
+
+    /// The stored compact state of every object of `resource`, in key order.
+    pub fn watch_states(&self, resource: &str) -> Result<Vec<ObjectState>, StoreError> {
+        let prefix = keys::str_prefix(resource);
+        self.inner
+            .watch_state
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                Ok(ObjectState {
+                    key,
+                    state: Some(v.to_vec()),
+                })
+            })
+            .collect()
     }
 
     /// Adds `n` to the outbox (pending) unless a notification with the same id (idempotency

@@ -9,8 +9,8 @@ use std::path::Path;
 use herald_core::{
     Checkpoint, DeliveryAttempt, DeliveryOutcome, EventRecord, EventSource, Incident,
     IncidentChange, IncidentId, IncidentState, Message, NodeChange, NodeTransition, Notification,
-    ObjectKind, ObjectRef, PodChange, PodTransition, Record, RecordBody, RecordId, Severity,
-    Timestamp, Transition,
+    ObjectKind, ObjectRef, ObjectState, PodChange, PodTransition, Record, RecordBody, RecordId,
+    Severity, Timestamp, Transition,
 };
 use herald_store::{Store, StoreError, TimeQuery};
 
@@ -510,6 +510,43 @@ fn checkpoints_replace_per_resource() {
         "7"
     );
     assert_eq!(store.stats().unwrap().checkpoints, 2);
+}
+
+#[test]
+fn watch_states_are_kept_per_resource_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = |key: &str, v: Option<&str>| ObjectState {
+        key: key.into(),
+        state: v.map(|v| v.as_bytes().to_vec()),
+    };
+    {
+        let store = open(dir.path());
+        assert_eq!(store.watch_states("pods").unwrap(), vec![]);
+        store
+            .put_watch_states("pods", &[st("uid-b", Some("B1")), st("uid-a", Some("A1"))])
+            .unwrap();
+        // A key that is a prefix of another resource's name must not leak across resources.
+        store
+            .put_watch_states("pod", &[st("x", Some("other"))])
+            .unwrap();
+        store
+            .put_watch_states("pods", &[st("uid-b", None), st("uid-a", Some("A2"))])
+            .unwrap();
+        // Removing what is not there is fine.
+        store
+            .put_watch_states("pods", &[st("uid-zz", None)])
+            .unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        store.watch_states("pods").unwrap(),
+        vec![st("uid-a", Some("A2"))]
+    );
+    assert_eq!(
+        store.watch_states("pod").unwrap(),
+        vec![st("x", Some("other"))]
+    );
+    assert_eq!(store.watch_states("nodes").unwrap(), vec![]);
 }
 
 #[tokio::test]
