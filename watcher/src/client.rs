@@ -69,6 +69,10 @@ pub async fn client_from(
     };
     tracing::debug!(server = %config.cluster_url, namespace = %config.default_namespace, "kubernetes client configured");
     let server = config.cluster_url.to_string();
+    // Retries are the watcher's: jittered, counted, and honouring Retry-After. kube-rs's
+    // default layer would retry 429/503/504 on its own, starting at 5 ms.
+    let mut config = config;
+    config.default_retry = false;
     let client = kube::Client::try_from(config).map_err(|e| WatchError::Client(error_chain(&e)))?;
     Ok(ClusterClient { client, server })
 }

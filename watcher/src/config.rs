@@ -118,6 +118,38 @@ pub enum InitialSync {
     Seed,
 }
 
+/// How a resource's state is read when there is nothing to resume from (the first start, or
+/// after `410 Expired`). docs/watching.md lists the exact requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListStrategy {
+    /// A streaming list when the server supports it (Kubernetes 1.27+ with the `WatchList`
+    /// feature; detected from `/version` and from the server's answer), otherwise `cached`.
+    #[default]
+    Auto,
+    /// A watch with `sendInitialEvents=true&resourceVersionMatch=NotOlderThan`: the current
+    /// objects arrive as `ADDED` events from the watch cache, then a BOOKMARK annotated
+    /// `k8s.io/initial-events-end`, then ordinary watch events on the same connection.
+    Streaming,
+    /// One LIST with `resourceVersion=0`, served by the watch cache (no `limit`: the cache
+    /// ignores it, and a `limit` with any other resourceVersion would go to etcd).
+    Cached,
+    /// LIST pages of [`WatcherConfig::page_size`] with `continue` tokens, read from etcd: for
+    /// servers whose watch cache is disabled. The only mode that loads etcd.
+    Paginated,
+}
+
+impl ListStrategy {
+    /// The config-file name: `auto`, `streaming`, `cached`, `paginated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListStrategy::Auto => "auto",
+            ListStrategy::Streaming => "streaming",
+            ListStrategy::Cached => "cached",
+            ListStrategy::Paginated => "paginated",
+        }
+    }
+}
+
 /// Configuration of a [`Watcher`](crate::Watcher).
 #[derive(Debug, Clone)]
 pub struct WatcherConfig {
@@ -137,6 +169,17 @@ pub struct WatcherConfig {
     pub watch_timeout: Duration,
     /// What the first list reports.
     pub initial_sync: InitialSync,
+    /// How state is listed.
+    pub list_strategy: ListStrategy,
+    /// Page size of [`ListStrategy::Paginated`].
+    pub page_size: u32,
+    /// Send the compact per-object state changes ([`WatchItem::States`](crate::WatchItem)) before
+    /// each checkpoint, for the consumer to persist and hand back with
+    /// [`Watcher::with_restored_state`](crate::Watcher::with_restored_state) after a restart.
+    pub persist_state: bool,
+    /// Wait between retries after `401 Unauthorized` or `403 Forbidden` (an operator has to fix
+    /// the credentials or the RBAC; hammering the server will not help).
+    pub denied_retry: Duration,
     /// After a resume, a pod first seen in a MODIFIED watch event reports the container
     /// terminations that finished at most this long before the watcher started (older ones are
     /// assumed to be recorded already).
@@ -160,6 +203,10 @@ impl Default for WatcherConfig {
             resume: BTreeMap::new(),
             watch_timeout: Duration::from_secs(290),
             initial_sync: InitialSync::default(),
+            list_strategy: ListStrategy::default(),
+            page_size: 500,
+            denied_retry: Duration::from_secs(60),
+            persist_state: true,
             resume_lookback: Duration::from_secs(600),
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),

@@ -56,6 +56,9 @@ pub enum WatchError {
         reason: String,
         /// The Status `message`.
         message: String,
+        /// How long the server asked the client to wait (`Retry-After`, or the Status's
+        /// `details.retryAfterSeconds`), for 429 and 5xx answers.
+        retry_after: Option<std::time::Duration>,
     },
     /// A request failed below HTTP (connection refused, reset, TLS, timeout, ...).
     #[error("{method} {path}: {message}")]
@@ -100,10 +103,24 @@ impl WatchError {
         self.code() == Some(410)
     }
 
-    /// Whether retrying cannot help without operator action (bad credentials, missing RBAC,
-    /// unknown resource). Used to fail fast before a resource's initial sync.
+    /// Whether retrying cannot help without a change of the request (a bad request, an unknown
+    /// resource). Used to fail fast before a resource's initial sync.
     pub fn is_permanent(&self) -> bool {
-        matches!(self.code(), Some(400 | 401 | 403 | 404))
+        matches!(self.code(), Some(400 | 404))
+    }
+
+    /// Whether the server refused the credentials (401) or the permission (403): retried
+    /// slowly, since an operator may fix the token or the RBAC while herald runs.
+    pub fn is_denied(&self) -> bool {
+        matches!(self.code(), Some(401 | 403))
+    }
+
+    /// The wait the server asked for, when it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            WatchError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// Maps a kube-rs error of a request to [`WatchError::Api`] or [`WatchError::Transport`].
@@ -115,6 +132,7 @@ impl WatchError {
                 code: status.code,
                 reason: status.reason.clone(),
                 message: one_line(&status.message),
+                retry_after: None,
             },
             other => WatchError::Transport {
                 method,
@@ -171,6 +189,7 @@ mod tests {
             code: 410,
             reason: "Expired".into(),
             message: "too old resource version".into(),
+            retry_after: None,
         };
         assert!(e.is_expired() && !e.is_permanent());
         assert_eq!(

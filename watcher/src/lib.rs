@@ -16,12 +16,13 @@ pub mod client;
 pub mod config;
 mod decode;
 pub mod error;
+mod request;
 pub mod state;
 pub mod stats;
 pub mod watcher;
 
 pub use client::{ClusterClient, check_connection, client_from};
-pub use config::{InitialSync, Resource, ResourceSet, Selectors, WatcherConfig};
+pub use config::{InitialSync, ListStrategy, Resource, ResourceSet, Selectors, WatcherConfig};
 pub use error::WatchError;
-pub use stats::WatcherStats;
+pub use stats::{ResourceStats, Verb, WatcherStats};
 pub use watcher::{WatchItem, Watcher};

@@ -1,21 +1,35 @@
 //! The list/watch loops: one task per resource, each with its own compact state, talking to the
 //! API server with raw requests through [`kube::Client`] (the same path for a real cluster and
-//! the simulator).
+//! the simulator). docs/watching.md lists every request with its parameters.
 //!
 //! Per resource:
-//! 1. **List** `GET /api/v1/{resource}?resourceVersion=0` (served from the watch cache), unless
-//!    [`WatcherConfig::resume`] has a resourceVersion for it. Items are decoded one at a time
-//!    and applied to the state; the records, a checkpoint at the list's resourceVersion, and
+//! 1. **Sync**, unless [`WatcherConfig::resume`] has a resourceVersion for it, by
+//!    [`ListStrategy`]:
+//!    - *streaming* (`auto` on 1.27+ servers): `GET ...?watch=true&sendInitialEvents=true&
+//!      resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true`: the objects arrive as
+//!      `ADDED` events, then a BOOKMARK annotated `k8s.io/initial-events-end` gives the
+//!      position; the same connection goes on as the watch of step 2;
+//!    - *cached*: `GET ...?resourceVersion=0` (the watch cache, no `limit`);
+//!    - *paginated*: `GET ...?limit=N[&continue=T]` (etcd), for servers without a watch cache.
+//!
+//!    List bodies are decoded item by item as they arrive, on a blocking thread; each item is
+//!    applied to the state at once. The records, a checkpoint at the list's resourceVersion, and
 //!    [`WatchItem::Synced`] follow.
-//! 2. **Watch** `GET /api/v1/{resource}?watch=true&timeoutSeconds=N&allowWatchBookmarks=true&resourceVersion=RV`
+//! 2. **Watch** `GET ...?watch=true&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=N`
 //!    from the last resourceVersion seen (objects and bookmarks). The stream is read line by
 //!    line; malformed lines and objects are logged, counted ([`WatcherStats::malformed`]) and
-//!    skipped. When the stream ends, the watch is re-established from the last resourceVersion
-//!    (with jittered exponential backoff after errors or empty streams).
-//! 3. On **410 Expired** (HTTP status or in-stream `ERROR` Status), **re-list**
-//!    (`resourceVersion=<last>&resourceVersionMatch=NotOlderThan`, so the answer is never older
-//!    than what was seen; `resourceVersion=0` if that fails with 410 too) and diff against the
-//!    state: unknown objects are new, missing objects are deleted, Event counts give deltas.
+//!    skipped; a line cut by a dropped connection is discarded. When the stream ends, the watch
+//!    is re-established from the last resourceVersion.
+//! 3. On **410 Expired** (HTTP status or in-stream `ERROR` Status), **re-sync** (a streaming
+//!    list, or `resourceVersion=<last>&resourceVersionMatch=NotOlderThan`, so the answer is
+//!    never older than what was seen; `resourceVersion=0` if that fails with 410 too) and diff
+//!    against the state: unknown objects are new, missing objects are deleted, Event counts give
+//!    deltas.
+//!
+//! Failures wait before the next request: the server's `Retry-After` (429, and 5xx answers that
+//! carry one), [`WatcherConfig::denied_retry`] after 401/403 (logged as an error naming the
+//! RBAC needed), jittered exponential backoff otherwise. 400 and 404 before the initial sync
+//! end the run.
 //!
 //! # Checkpoints
 //!
@@ -30,23 +44,31 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{AsyncBufReadExt, AsyncReadExt};
-use herald_core::{Checkpoint, Clock, Record, SystemClock, Timestamp};
+use futures::{AsyncBufReadExt, AsyncRead, AsyncReadExt};
+use herald_core::{Checkpoint, Clock, ObjectState, Record, SystemClock, Timestamp};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::{InitialSync, Resource, WatcherConfig};
-use crate::decode::{self, Frame, ObjectEvent};
+use crate::config::{InitialSync, ListStrategy, Resource, WatcherConfig};
+use crate::decode::{self, Feed, Frame, ListDecoder, ListMeta, ObjectEvent};
 use crate::error::WatchError;
+use crate::request;
 use crate::state::event::EventState;
 use crate::state::node::NodeState;
 use crate::state::pod::PodState;
 use crate::state::{RecordCtx, Source, StateOptions, Tracker};
-use crate::stats::WatcherStats;
+use crate::stats::{Verb, WatcherStats};
 
-/// Longest time a list request may take.
-const LIST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Objects per [`WatchItem::States`] item.
+const STATE_CHUNK: usize = 10_000;
+/// A list body that sends nothing for this long is abandoned (and retried).
+const LIST_IDLE: Duration = Duration::from_secs(60);
+/// Read size of list bodies.
+const LIST_CHUNK: usize = 64 * 1024;
+/// Chunks of a list body queued for the decoding thread.
+const LIST_CHUNKS_IN_FLIGHT: usize = 16;
+
 /// Silence on a watch stream beyond `timeoutSeconds` after which it is abandoned.
 const IDLE_GRACE: Duration = Duration::from_secs(30);
 /// A watch that lasted at least this long resets the backoff.
@@ -62,6 +84,15 @@ pub enum WatchItem {
     /// The watch position of a resource; every record of that resource sent before it is
     /// covered. Persist it after those records.
     Checkpoint(Checkpoint),
+    /// Changes to the compact state of a resource's objects (sent before the checkpoint that
+    /// covers them, when [`WatcherConfig::persist_state`] is on). Persist them, in order, and
+    /// hand the result back to [`Watcher::with_restored_state`] after a restart.
+    States {
+        /// The resource (`events`, `pods`, `nodes`).
+        resource: String,
+        /// The changed objects (`state: None` for objects that are gone).
+        states: Vec<ObjectState>,
+    },
     /// The resource finished its initial sync (its first list, or its first watch connection
     /// when resuming). Sent once per resource.
     Synced {
@@ -76,6 +107,7 @@ pub struct Watcher {
     cfg: WatcherConfig,
     stats: WatcherStats,
     clock: Arc<dyn Clock>,
+    restore: std::collections::HashMap<Resource, Vec<ObjectState>>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -103,7 +135,17 @@ impl Watcher {
             cfg,
             stats: WatcherStats::default(),
             clock: Arc::new(SystemClock),
+            restore: std::collections::HashMap::new(),
         }
+    }
+
+    /// The same watcher starting `resource` with the compact state persisted from
+    /// [`WatchItem::States`] (used together with a resume point in
+    /// [`WatcherConfig::resume`]): changes that happened while herald was down are then found by
+    /// comparing with it, and nothing already reported is reported again.
+    pub fn with_restored_state(mut self, resource: Resource, states: Vec<ObjectState>) -> Self {
+        self.restore.insert(resource, states);
+        self
     }
 
     /// The same watcher reading time (record `observed_at`, the resume floor) from `clock`.
@@ -137,13 +179,21 @@ impl Watcher {
         });
         let mut tasks = JoinSet::new();
         let mut names = std::collections::HashMap::new();
+        let mut restore = self.restore;
         for res in resources {
             let sh = shared.clone();
             let tx = tx.clone();
+            let saved = restore.remove(&res).unwrap_or_default();
             let handle = match res {
-                Resource::Events => tasks.spawn(run_resource(sh, res, EventState::new(opts), tx)),
-                Resource::Pods => tasks.spawn(run_resource(sh, res, PodState::new(opts), tx)),
-                Resource::Nodes => tasks.spawn(run_resource(sh, res, NodeState::new(opts), tx)),
+                Resource::Events => {
+                    tasks.spawn(run_resource(sh, res, EventState::new(opts), saved, tx))
+                }
+                Resource::Pods => {
+                    tasks.spawn(run_resource(sh, res, PodState::new(opts), saved, tx))
+                }
+                Resource::Nodes => {
+                    tasks.spawn(run_resource(sh, res, NodeState::new(opts), saved, tx))
+                }
             };
             names.insert(handle.id(), res);
         }
@@ -186,11 +236,9 @@ impl From<WatchError> for Stop {
     }
 }
 
-/// What applying a list produced.
+/// What applying a list (or one page of it) produced.
 #[derive(Default)]
 struct ListOutcome {
-    /// Keys of the listed objects.
-    listed: HashSet<String>,
     /// Items in the list.
     objects: u64,
     /// Items that could not be decoded.
@@ -199,6 +247,8 @@ struct ListOutcome {
     records: u64,
     /// Whether the consumer went away.
     closed: bool,
+    /// The list's metadata (resourceVersion, continue token).
+    meta: ListMeta,
 }
 
 /// How a watch stream ended without an error.
@@ -215,9 +265,28 @@ enum WatchEnd {
 async fn run_resource<T: Tracker>(
     sh: Arc<Shared>,
     res: Resource,
-    state: T,
+    mut state: T,
+    saved: Vec<ObjectState>,
     tx: mpsc::Sender<WatchItem>,
 ) -> Result<(), WatchError> {
+    if !saved.is_empty() {
+        let (mut restored, mut unreadable) = (0usize, 0usize);
+        for s in saved {
+            let Some(bytes) = s.state else { continue };
+            match state.import(s.key, &bytes) {
+                Ok(()) => restored += 1,
+                Err(e) => {
+                    unreadable += 1;
+                    tracing::debug!(resource = %res, error = %e, "unreadable stored state skipped");
+                }
+            }
+        }
+        if restored > 0 {
+            // The state is that of a complete sync as of the stored checkpoint.
+            state.set_listed();
+        }
+        tracing::info!(resource = %res, restored, unreadable, "compact state restored");
+    }
     let closed = tx.clone();
     let mut lw = ListWatch::new(sh, res, state, tx);
     tokio::select! {
@@ -244,6 +313,14 @@ struct ListWatch<T> {
     synced: bool,
     /// Whether the next re-list must use `resourceVersion=0` (a `NotOlderThan` re-list failed).
     relist_from_zero: bool,
+    /// Inside a streaming list's initial events: the keys seen so far.
+    initial: Option<HashSet<String>>,
+    /// Whether the last watch completed a streaming list.
+    synced_by_stream: bool,
+    /// Whether the server takes streaming lists (`None`: not known yet).
+    streaming_supported: Option<bool>,
+    /// Keys whose compact state changed since the last checkpoint.
+    dirty: HashSet<String>,
 }
 
 impl<T: Tracker> ListWatch<T> {
@@ -259,6 +336,10 @@ impl<T: Tracker> ListWatch<T> {
             checkpointed: None,
             synced: false,
             relist_from_zero: false,
+            initial: None,
+            synced_by_stream: false,
+            streaming_supported: None,
+            dirty: HashSet::new(),
         }
     }
 
@@ -280,8 +361,10 @@ impl<T: Tracker> ListWatch<T> {
             None => true,
         };
         let mut backoff = Backoff::new(self.sh.cfg.backoff_initial, self.sh.cfg.backoff_max);
+        let mut watched_before = false;
         loop {
-            if need_list {
+            let streaming = need_list && self.streaming().await;
+            if need_list && !streaming {
                 match self.list().await {
                     Ok(()) => {
                         need_list = false;
@@ -289,22 +372,27 @@ impl<T: Tracker> ListWatch<T> {
                     }
                     Err(Stop::Closed) => return Err(Stop::Closed),
                     Err(Stop::Failed(e)) => {
-                        self.sh.stats.add_errors(1);
-                        if e.is_permanent() && !self.synced {
-                            return Err(Stop::Failed(e));
-                        }
                         if e.is_expired() {
+                            self.sh.stats.add_expired(self.res, 1);
                             self.relist_from_zero = true;
                         }
-                        let delay = backoff.next();
-                        tracing::warn!(resource = %self.res, error = %e, retry_in_ms = delay.as_millis() as u64, "list failed");
-                        tokio::time::sleep(delay).await;
+                        self.failed(e, "list", &mut backoff).await?;
                         continue;
                     }
                 }
             }
+            if watched_before {
+                self.sh.stats.add_watch_restarts(self.res, 1);
+            }
+            watched_before = true;
             let started = Instant::now();
-            let outcome = self.watch().await;
+            let outcome = self.watch(streaming).await;
+            if streaming && self.initial.is_none() && self.synced_by_stream {
+                // The streaming list completed on this connection.
+                need_list = false;
+            }
+            self.initial = None;
+            self.synced_by_stream = false;
             if started.elapsed() >= HEALTHY_WATCH {
                 backoff.reset();
             }
@@ -324,24 +412,98 @@ impl<T: Tracker> ListWatch<T> {
                     self.expired(started, &mut backoff).await;
                     need_list = true;
                 }
-                Err(Stop::Failed(e)) => {
-                    self.sh.stats.add_errors(1);
-                    if e.is_permanent() && !self.synced {
-                        return Err(Stop::Failed(e));
-                    }
-                    let delay = backoff.next();
-                    tracing::warn!(resource = %self.res, resource_version = self.rv.as_deref().unwrap_or(""), error = %e, retry_in_ms = delay.as_millis() as u64, "watch failed");
-                    tokio::time::sleep(delay).await;
+                Err(Stop::Failed(e))
+                    if streaming
+                        && self.sh.cfg.list_strategy == ListStrategy::Auto
+                        && matches!(e.code(), Some(400 | 422)) =>
+                {
+                    // The server knows the parameters but has the feature switched off.
+                    tracing::info!(resource = %self.res, error = %e, "streaming list refused; listing from the watch cache instead");
+                    self.streaming_supported = Some(false);
                 }
+                Err(Stop::Failed(e)) => self.failed(e, "watch", &mut backoff).await?,
             }
         }
+    }
+
+    /// Whether the next sync is a streaming list: always with [`ListStrategy::Streaming`], never
+    /// with `cached` or `paginated`; with `auto`, when the server is 1.27 or newer and has not
+    /// refused one.
+    async fn streaming(&mut self) -> bool {
+        match self.sh.cfg.list_strategy {
+            ListStrategy::Streaming => true,
+            ListStrategy::Cached | ListStrategy::Paginated => false,
+            ListStrategy::Auto => {
+                if let Some(known) = self.streaming_supported {
+                    return known;
+                }
+                let supported = match self.sh.client.apiserver_version().await {
+                    Ok(info) => {
+                        let minor: u32 = info
+                            .minor
+                            .trim_end_matches(|c: char| !c.is_ascii_digit())
+                            .parse()
+                            .unwrap_or(0);
+                        info.major == "1" && minor >= 27
+                    }
+                    Err(e) => {
+                        tracing::debug!(resource = %self.res, error = %e, "GET /version failed; not trying a streaming list");
+                        false
+                    }
+                };
+                tracing::debug!(resource = %self.res, supported, "streaming list support detected");
+                self.streaming_supported = Some(supported);
+                supported
+            }
+        }
+    }
+
+    /// Counts and logs a failed request, and waits before the next one: the server's
+    /// `Retry-After` for 429 (and any answer that carries one), [`WatcherConfig::denied_retry`]
+    /// for 401/403, jittered exponential backoff otherwise. A permanent failure (400, 404)
+    /// before the initial sync ends the resource's loop.
+    async fn failed(
+        &mut self,
+        e: WatchError,
+        what: &'static str,
+        backoff: &mut Backoff,
+    ) -> Result<(), Stop> {
+        let res = self.res;
+        self.sh.stats.add_errors(res, 1);
+        if e.is_permanent() && !self.synced {
+            return Err(Stop::Failed(e));
+        }
+        let rv = self.rv.clone().unwrap_or_default();
+        if e.is_denied() {
+            self.sh.stats.add_denied(res, 1);
+            let delay = self.sh.cfg.denied_retry;
+            tracing::error!(
+                resource = %res,
+                error = %e,
+                retry_in_secs = delay.as_secs(),
+                "permission denied: herald needs get, list and watch on {res} (see the RBAC section of docs/configuration.md)"
+            );
+            tokio::time::sleep(delay).await;
+            return Ok(());
+        }
+        if e.code() == Some(429) {
+            self.sh.stats.add_throttled(res, 1);
+        }
+        let delay = match e.retry_after() {
+            // A little jitter so that every resource does not come back at the same instant.
+            Some(wait) => wait + Backoff::jitter(wait / 10),
+            None => backoff.next(),
+        };
+        tracing::warn!(resource = %res, resource_version = %rv, error = %e, retry_in_ms = delay.as_millis() as u64, "{what} failed");
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 
     /// A watch that started at `started` answered 410: count it and, when it expired at once
     /// (a server that keeps expiring fresh resourceVersions), wait before re-listing so the loop
     /// cannot spin on full lists.
     async fn expired(&mut self, started: Instant, backoff: &mut Backoff) {
-        self.sh.stats.add_relists(1);
+        self.sh.stats.add_relists(self.res, 1);
         tracing::info!(resource = %self.res, resource_version = self.rv.as_deref().unwrap_or(""), "resourceVersion expired (410); re-listing");
         if started.elapsed() < Duration::from_secs(1) {
             tokio::time::sleep(backoff.next()).await;
@@ -361,12 +523,17 @@ impl<T: Tracker> ListWatch<T> {
         for r in records {
             self.send(WatchItem::Record(r)).await?;
         }
-        self.sh.stats.add_records(n);
+        self.sh.stats.add_records(self.res, n);
         Ok(())
     }
 
     /// Sends a checkpoint at the last resourceVersion, unless it was already sent.
     async fn checkpoint(&mut self) -> Result<(), Stop> {
+        if self.initial.is_some() {
+            // Inside a streaming list's initial events there is no consistent position yet.
+            return Ok(());
+        }
+        self.send_states().await?;
         let Some(rv) = self.rv.clone().filter(|rv| rv != "0") else {
             return Ok(());
         };
@@ -379,8 +546,51 @@ impl<T: Tracker> ListWatch<T> {
         }))
         .await?;
         self.checkpointed = Some(rv);
-        self.sh.stats.add_checkpoints(1);
+        self.sh.stats.add_checkpoints(self.res, 1);
         Ok(())
+    }
+
+    /// Sends the compact state of every object changed since the last checkpoint (in chunks),
+    /// when [`WatcherConfig::persist_state`] is on.
+    async fn send_states(&mut self) -> Result<(), Stop> {
+        if !self.sh.cfg.persist_state {
+            self.dirty.clear();
+            return Ok(());
+        }
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<String> = self.dirty.drain().collect();
+        keys.sort_unstable();
+        for chunk in keys.chunks(STATE_CHUNK) {
+            let states = chunk
+                .iter()
+                .map(|k| ObjectState {
+                    key: k.clone(),
+                    state: self.state.export(k),
+                })
+                .collect();
+            self.send(WatchItem::States {
+                resource: self.res.as_str().to_string(),
+                states,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the objects not in `listed` (after a complete list), marking them changed.
+    fn remove_unlisted(&mut self, listed: &HashSet<String>, ctx: &RecordCtx<'_>) -> Vec<Record> {
+        if self.sh.cfg.persist_state {
+            let gone = self
+                .state
+                .keys()
+                .into_iter()
+                .filter(|k| !listed.contains(k));
+            self.dirty.extend(gone);
+            self.dirty.extend(listed.iter().cloned());
+        }
+        self.state.remove_unlisted(listed, ctx)
     }
 
     async fn mark_synced(&mut self) -> Result<(), Stop> {
@@ -425,65 +635,118 @@ impl<T: Tracker> ListWatch<T> {
         })
     }
 
-    /// Lists the resource and applies every item; on a re-list, diffs against the state.
+    /// Lists the resource ([`ListStrategy::Cached`] or [`ListStrategy::Paginated`]) and applies
+    /// every item as it is decoded; on a re-list, diffs against the state.
     async fn list(&mut self) -> Result<(), Stop> {
         let relist = self.rv.is_some();
-        let mut query = self.selector_params();
-        match self.rv.as_deref().filter(|_| !self.relist_from_zero) {
-            Some(rv) if rv != "0" => {
-                query.push(("resourceVersion", rv.to_string()));
-                query.push(("resourceVersionMatch", "NotOlderThan".to_string()));
-            }
-            _ => query.push(("resourceVersion", "0".to_string())),
-        }
-        let req = self.get(&query, false)?;
-        tracing::debug!(resource = %self.res, uri = %req.uri(), relist, "listing");
-
-        let client = self.sh.client.clone();
-        let path = self.path.clone();
-        let body = tokio::time::timeout(LIST_TIMEOUT, async move {
-            let reader = client
-                .request_stream(req)
-                .await
-                .map_err(|e| WatchError::from_kube("GET", &path, e))?;
-            let mut reader = pin!(reader);
-            let mut body = Vec::new();
-            reader
-                .read_to_end(&mut body)
-                .await
-                .map_err(|e| WatchError::Transport {
-                    method: "GET",
-                    path: path.clone(),
-                    message: format!("reading the list: {e}"),
-                })?;
-            Ok::<_, WatchError>(body)
-        })
-        .await
-        .map_err(|_| WatchError::Transport {
-            method: "GET",
-            path: self.path.clone(),
-            message: format!("list timed out after {}s", LIST_TIMEOUT.as_secs()),
-        })??;
-
-        // Decoding and applying a large list is CPU work: it runs on a blocking thread, which
-        // sends the records as they are produced (bounded by the channel), with the state moved
-        // in and back.
+        let paginated = self.sh.cfg.list_strategy == ListStrategy::Paginated;
         let (cluster, now) = self.ctx();
+        let mut listed = HashSet::new();
+        let mut total = ListOutcome::default();
+        let mut list_rv: Option<String> = None;
+        let mut cont: Option<String> = None;
+        let mut pages = 0u32;
+        loop {
+            let mut query = self.selector_params();
+            if paginated {
+                // resourceVersion unset: the newest state, read from etcd page by page.
+                query.push(("limit", self.sh.cfg.page_size.max(1).to_string()));
+                if let Some(c) = &cont {
+                    query.push(("continue", c.clone()));
+                }
+            } else {
+                match self.rv.as_deref().filter(|_| !self.relist_from_zero) {
+                    Some(rv) if rv != "0" => {
+                        query.push(("resourceVersion", rv.to_string()));
+                        query.push(("resourceVersionMatch", "NotOlderThan".to_string()));
+                    }
+                    _ => query.push(("resourceVersion", "0".to_string())),
+                }
+            }
+            let req = self.get(&query, false)?;
+            tracing::debug!(resource = %self.res, uri = %req.uri(), relist, page = pages, "listing");
+            self.sh.stats.add_request(self.res, Verb::List);
+            let reader = request::get_stream(&self.sh.client, &self.path, req).await?;
+            let (back, page) = self.apply_list_body(reader, listed, &cluster, now).await?;
+            listed = back;
+            pages += 1;
+            total.objects += page.objects;
+            total.malformed += page.malformed;
+            total.records += page.records;
+            if list_rv.is_none() {
+                list_rv = page.meta.resource_version.clone();
+            }
+            match page.meta.continue_token.filter(|c| !c.is_empty()) {
+                Some(c) if paginated => cont = Some(c),
+                _ => break,
+            }
+        }
+
+        let ctx = RecordCtx {
+            cluster: &cluster,
+            now,
+        };
+        let gone = self.remove_unlisted(&listed, &ctx);
+        let gone_count = gone.len();
+        self.state.set_listed();
+        self.sh.stats.add_lists(self.res, 1);
+        self.relist_from_zero = false;
+
+        let list_rv = match list_rv {
+            Some(rv) => rv,
+            None => {
+                tracing::warn!(resource = %self.res, "list response has no resourceVersion; watching from 0");
+                "0".to_string()
+            }
+        };
+        tracing::info!(
+            resource = %self.res,
+            resource_version = %list_rv,
+            strategy = if paginated { "paginated" } else { "cached" },
+            pages,
+            objects = total.objects,
+            tracked = self.state.len(),
+            records = total.records + gone_count as u64,
+            malformed = total.malformed,
+            relist,
+            "listed"
+        );
+        self.send_records(gone).await?;
+        self.rv = Some(list_rv);
+        self.checkpoint().await?;
+        self.mark_synced().await
+    }
+
+    /// Reads one list body as it arrives and applies each item on a blocking thread (decoding
+    /// and applying a large list is CPU work), which sends the records as they are produced.
+    /// Memory stays bounded: a few chunks in flight and the item being decoded; the state and
+    /// the set of listed keys are moved to that thread and back.
+    async fn apply_list_body(
+        &mut self,
+        reader: impl AsyncRead + Send + 'static,
+        mut listed: HashSet<String>,
+        cluster: &str,
+        now: Timestamp,
+    ) -> Result<(HashSet<String>, ListOutcome), Stop> {
+        let (chunks_tx, mut chunks_rx) = mpsc::channel::<Vec<u8>>(LIST_CHUNKS_IN_FLIGHT);
         let res = self.res;
         let tx = self.tx.clone();
+        let cluster = cluster.to_string();
         let mut state = std::mem::take(&mut self.state);
-        let joined = tokio::task::spawn_blocking(move || {
+        let decoder = tokio::task::spawn_blocking(move || {
             let ctx = RecordCtx {
                 cluster: &cluster,
                 now,
             };
             let mut out = ListOutcome::default();
-            let parsed = decode::for_each_list_item(&body, |item| {
+            let mut dec = ListDecoder::new();
+            let mut on_item = |item: Result<serde_json::Value, decode::Malformed>| {
                 out.objects += 1;
-                match decode::decode::<T::Object>(item) {
+                let decoded = item.and_then(decode::decode::<T::Object>);
+                match decoded {
                     Ok(obj) => {
                         if let Some(key) = T::key(&obj) {
-                            out.listed.insert(key);
+                            listed.insert(key);
                         }
                         for r in state.apply(&obj, Source::List, &ctx) {
                             if tx.blocking_send(WatchItem::Record(r)).is_err() {
@@ -499,83 +762,101 @@ impl<T: Tracker> ListWatch<T> {
                     }
                 }
                 true
-            });
-            drop(body);
-            (state, out, parsed)
-        })
-        .await;
-        let (state, out, parsed) = joined.map_err(|e| WatchError::Task {
+            };
+            let mut result = Ok(());
+            while let Some(chunk) = chunks_rx.blocking_recv() {
+                match dec.feed(&chunk, &mut on_item) {
+                    Ok(Feed::More | Feed::Complete) => {}
+                    Ok(Feed::Stopped) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            drop(chunks_rx);
+            let meta = result.and_then(|()| dec.finish());
+            (state, listed, out, meta)
+        });
+
+        let mut reader = pin!(reader);
+        let mut buf = vec![0u8; LIST_CHUNK];
+        let read: Result<(), WatchError> = loop {
+            match tokio::time::timeout(LIST_IDLE, reader.read(&mut buf)).await {
+                Err(_) => {
+                    break Err(WatchError::Transport {
+                        method: "GET",
+                        path: self.path.clone(),
+                        message: format!("list stalled: no data for {}s", LIST_IDLE.as_secs()),
+                    });
+                }
+                Ok(Err(e)) => {
+                    break Err(WatchError::Transport {
+                        method: "GET",
+                        path: self.path.clone(),
+                        message: format!("reading the list: {e}"),
+                    });
+                }
+                Ok(Ok(0)) => break Ok(()),
+                Ok(Ok(n)) => {
+                    if chunks_tx.send(buf[..n].to_vec()).await.is_err() {
+                        // The decoder stopped (consumer gone, or a decode error).
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        drop(chunks_tx);
+        let (state, listed, out, meta) = decoder.await.map_err(|e| WatchError::Task {
             resource: self.res.to_string(),
             message: e.to_string(),
         })?;
         self.state = state;
-        self.sh.stats.add_records(out.records);
-        self.sh.stats.add_malformed(out.malformed);
+        self.sh.stats.add_records(self.res, out.records);
+        self.sh.stats.add_malformed(self.res, out.malformed);
         if out.closed {
             return Err(Stop::Closed);
         }
-        let list_rv = parsed.map_err(|e| WatchError::Decode {
+        read?;
+        let meta = meta.map_err(|e| WatchError::Decode {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
-        let ctx = RecordCtx {
-            cluster: &self.sh.cfg.cluster,
-            now,
-        };
-        let gone = self.state.remove_unlisted(&out.listed, &ctx);
-        let gone_count = gone.len();
-        self.state.set_listed();
-        self.sh.stats.add_lists(1);
-        self.relist_from_zero = false;
-
-        let list_rv = match list_rv {
-            Some(rv) => rv,
-            None => {
-                tracing::warn!(resource = %self.res, "list response has no resourceVersion; watching from 0");
-                "0".to_string()
-            }
-        };
-        tracing::info!(
-            resource = %self.res,
-            resource_version = %list_rv,
-            objects = out.objects,
-            tracked = self.state.len(),
-            records = out.records + gone_count as u64,
-            malformed = out.malformed,
-            relist,
-            "listed"
-        );
-        self.send_records(gone).await?;
-        self.rv = Some(list_rv);
-        self.checkpoint().await?;
-        self.mark_synced().await
+        Ok((listed, ListOutcome { meta, ..out }))
     }
 
-    /// One watch request, read to its end.
-    async fn watch(&mut self) -> Result<WatchEnd, Stop> {
+    /// One watch request, read to its end. With `streaming`, it is a streaming list
+    /// (`sendInitialEvents=true`): the objects that arrive before the BOOKMARK annotated
+    /// `k8s.io/initial-events-end` are the listed state, and the same connection then goes on
+    /// as an ordinary watch.
+    async fn watch(&mut self, streaming: bool) -> Result<WatchEnd, Stop> {
         let from = self.rv.clone().unwrap_or_else(|| "0".to_string());
         let timeout_secs = self.sh.cfg.watch_timeout.as_secs().max(1);
         let mut query = vec![
             ("watch", "true".to_string()),
-            ("resourceVersion", from.clone()),
             ("allowWatchBookmarks", "true".to_string()),
             ("timeoutSeconds", timeout_secs.to_string()),
         ];
+        if streaming {
+            // resourceVersion unset: the newest state, served from the watch cache.
+            query.push(("sendInitialEvents", "true".to_string()));
+            query.push(("resourceVersionMatch", "NotOlderThan".to_string()));
+            self.initial = Some(HashSet::new());
+        } else {
+            query.push(("resourceVersion", from.clone()));
+        }
         query.extend(self.selector_params());
         let req = self.get(&query, true)?;
-        tracing::debug!(resource = %self.res, resource_version = %from, uri = %req.uri(), "watching");
-
-        let reader = self
-            .sh
-            .client
-            .request_stream(req)
-            .await
-            .map_err(|e| WatchError::from_kube("GET", &self.path, e))?;
-        self.sh.stats.add_watches(1);
-        self.mark_synced().await?;
+        tracing::debug!(resource = %self.res, resource_version = %from, streaming, uri = %req.uri(), "watching");
+        self.sh.stats.add_request(self.res, Verb::Watch);
+        let reader = request::get_stream(&self.sh.client, &self.path, req).await?;
+        self.sh.stats.add_watches(self.res, 1);
+        if !streaming {
+            self.mark_synced().await?;
+        }
 
         let idle = Duration::from_secs(timeout_secs) + IDLE_GRACE;
-        let mut reader = pin!(reader);
+        let mut reader = pin!(futures::io::BufReader::with_capacity(64 * 1024, reader));
         let mut line = Vec::with_capacity(16 * 1024);
         let mut lines = 0u64;
         let mut quiet_events = 0u32;
@@ -601,6 +882,7 @@ impl<T: Tracker> ListWatch<T> {
                 }
                 Ok(Ok(_)) => {}
             }
+            let complete = line.last() == Some(&b'\n');
             let text = line.trim_ascii();
             if text.is_empty() {
                 continue;
@@ -608,19 +890,38 @@ impl<T: Tracker> ListWatch<T> {
             lines += 1;
             let frame = match decode::parse_frame(text) {
                 Ok(f) => f,
+                Err(_) if !complete => {
+                    // The connection ended in the middle of an event: nothing of it is applied;
+                    // the next watch starts from the last complete event's resourceVersion.
+                    tracing::warn!(resource = %self.res, resource_version = self.rv.as_deref().unwrap_or(""), bytes = text.len(), "watch stream cut in the middle of an event; re-watching");
+                    self.checkpoint().await?;
+                    return Ok(WatchEnd::Closed { lines });
+                }
                 Err(e) => {
-                    self.sh.stats.add_malformed(1);
+                    self.sh.stats.add_malformed(self.res, 1);
                     tracing::warn!(resource = %self.res, resource_version = self.rv.as_deref().unwrap_or(""), error = %e, "malformed watch line skipped");
                     continue;
                 }
             };
+            self.sh
+                .stats
+                .set_last_event(self.res, self.sh.clock.now().as_millisecond());
             match frame {
-                Frame::Bookmark { resource_version } => {
-                    self.sh.stats.add_bookmarks(1);
+                Frame::Bookmark {
+                    resource_version,
+                    initial_events_end,
+                } => {
+                    self.sh.stats.add_bookmarks(self.res, 1);
                     if let Some(rv) = resource_version {
                         self.rv = Some(rv);
                     }
-                    self.checkpoint().await?;
+                    if self.initial.is_some() {
+                        if initial_events_end {
+                            self.finish_initial().await?;
+                        }
+                    } else {
+                        self.checkpoint().await?;
+                    }
                     quiet_events = 0;
                 }
                 Frame::Error {
@@ -630,6 +931,7 @@ impl<T: Tracker> ListWatch<T> {
                 } => {
                     self.checkpoint().await?;
                     if code == 410 {
+                        self.sh.stats.add_expired(self.res, 1);
                         return Ok(WatchEnd::Expired);
                     }
                     return Err(Stop::Failed(WatchError::Api {
@@ -638,10 +940,17 @@ impl<T: Tracker> ListWatch<T> {
                         code,
                         reason,
                         message,
+                        retry_after: None,
                     }));
                 }
                 Frame::Other(kind) => {
                     tracing::debug!(resource = %self.res, event_type = %kind, "unknown watch event type ignored");
+                }
+                Frame::Object { kind, object } if self.initial.is_some() => {
+                    // Part of a streaming list: the listed state. Its resourceVersions are not
+                    // in order; the position is the closing bookmark's.
+                    let records = self.apply_initial(kind, object);
+                    self.send_records(records).await?;
                 }
                 Frame::Object { kind, object } => {
                     let rv = decode::resource_version(&object);
@@ -660,6 +969,58 @@ impl<T: Tracker> ListWatch<T> {
         }
     }
 
+    /// An object of a streaming list's initial events: applied as a listed item.
+    fn apply_initial(&mut self, kind: ObjectEvent, object: serde_json::Value) -> Vec<Record> {
+        if kind != ObjectEvent::Added {
+            tracing::debug!(resource = %self.res, ?kind, "unexpected event type among initial events; applied as listed");
+        }
+        let obj = match decode::decode::<T::Object>(object) {
+            Ok(obj) => obj,
+            Err(m) => {
+                self.sh.stats.add_malformed(self.res, 1);
+                log_malformed(self.res, &m, None);
+                return Vec::new();
+            }
+        };
+        if let (Some(key), Some(listed)) = (T::key(&obj), self.initial.as_mut()) {
+            listed.insert(key);
+        }
+        let (cluster, now) = self.ctx();
+        let ctx = RecordCtx {
+            cluster: &cluster,
+            now,
+        };
+        self.state.apply(&obj, Source::List, &ctx)
+    }
+
+    /// The initial events of a streaming list ended: objects not among them are gone, the
+    /// position is checkpointed and the resource is synced.
+    async fn finish_initial(&mut self) -> Result<(), Stop> {
+        let listed = self.initial.take().unwrap_or_default();
+        let (cluster, now) = self.ctx();
+        let ctx = RecordCtx {
+            cluster: &cluster,
+            now,
+        };
+        let gone = self.remove_unlisted(&listed, &ctx);
+        self.state.set_listed();
+        self.sh.stats.add_lists(self.res, 1);
+        self.relist_from_zero = false;
+        tracing::info!(
+            resource = %self.res,
+            resource_version = self.rv.as_deref().unwrap_or(""),
+            strategy = "streaming",
+            objects = listed.len(),
+            tracked = self.state.len(),
+            gone = gone.len(),
+            "listed"
+        );
+        self.send_records(gone).await?;
+        self.synced_by_stream = true;
+        self.checkpoint().await?;
+        self.mark_synced().await
+    }
+
     fn apply_event(
         &mut self,
         kind: ObjectEvent,
@@ -669,11 +1030,14 @@ impl<T: Tracker> ListWatch<T> {
         let obj = match decode::decode::<T::Object>(object) {
             Ok(obj) => obj,
             Err(m) => {
-                self.sh.stats.add_malformed(1);
+                self.sh.stats.add_malformed(self.res, 1);
                 log_malformed(self.res, &m, rv);
                 return Vec::new();
             }
         };
+        if let Some(key) = T::key(&obj).filter(|_| self.sh.cfg.persist_state) {
+            self.dirty.insert(key);
+        }
         let (cluster, now) = self.ctx();
         let ctx = RecordCtx {
             cluster: &cluster,
@@ -748,6 +1112,12 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.current = self.initial;
+    }
+
+    /// A random wait in `[0, max]`.
+    fn jitter(max: Duration) -> Duration {
+        let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=ms))
     }
 }
 

@@ -19,8 +19,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use herald_core::{NodeChange, PodChange, Record, RecordBody};
 use herald_watcher::{
-    ClusterClient, InitialSync, Resource, Selectors, WatchItem, Watcher, WatcherConfig,
-    check_connection, client_from,
+    ClusterClient, InitialSync, ListStrategy, Resource, Selectors, WatchItem, Watcher,
+    WatcherConfig, check_connection, client_from,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -43,6 +43,8 @@ enum Canned {
     Json(u16, String),
     /// A watch stream: these lines, then the end of the body.
     Lines(Vec<String>),
+    /// A watch stream cut short: these lines, then this partial line, then the end of the body.
+    Cut(Vec<String>, String),
 }
 
 /// One request as the server saw it.
@@ -124,6 +126,12 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
         Some(Canned::Lines(lines)) => {
             let mut body = lines.join("\n");
             body.push('\n');
+            json_response(200, &body)
+        }
+        Some(Canned::Cut(lines, partial)) => {
+            let mut body = lines.join("\n");
+            body.push('\n');
+            body.push_str(&partial);
             json_response(200, &body)
         }
         None => Response::builder()
@@ -291,6 +299,7 @@ fn events_only(cluster: &str) -> WatcherConfig {
         watch_timeout: Duration::from_secs(37),
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
+        list_strategy: ListStrategy::Cached,
         ..WatcherConfig::default()
     }
     .with_resources(true, false, false)
@@ -351,7 +360,23 @@ async fn list_watch_bookmark_malformed_and_410_relist() {
     let (tx, mut rx) = mpsc::channel(1024);
     let task = tokio::spawn(watcher.run(tx));
     // /version + list + watch + watch + list + watch + list + watch
-    let items = collect(&mut rx, &fake, 8).await;
+    let all = collect(&mut rx, &fake, 8).await;
+    // The compact state goes out before the checkpoint that covers it: the 17 listed Events
+    // before the list's checkpoint.
+    let first_states = all
+        .iter()
+        .position(|i| matches!(i, WatchItem::States { .. }))
+        .unwrap();
+    let first_checkpoint = all
+        .iter()
+        .position(|i| matches!(i, WatchItem::Checkpoint(_)))
+        .unwrap();
+    assert_eq!(first_states + 1, first_checkpoint);
+    assert!(matches!(&all[first_states], WatchItem::States { states, .. } if states.len() == 17));
+    let items: Vec<WatchItem> = all
+        .into_iter()
+        .filter(|i| !matches!(i, WatchItem::States { .. }))
+        .collect();
 
     // Requests, exactly.
     let seen = fake.seen();
@@ -572,6 +597,7 @@ async fn pods_and_nodes_with_namespace_and_selectors() {
         initial_sync: InitialSync::Seed,
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
+        list_strategy: ListStrategy::Cached,
         ..WatcherConfig::default()
     }
     .with_resources(false, true, true);
@@ -680,24 +706,237 @@ async fn pods_and_nodes_with_namespace_and_selectors() {
 }
 
 #[tokio::test]
-async fn forbidden_before_initial_sync_is_a_clear_error() {
+async fn forbidden_is_retried_slowly_until_the_rbac_is_fixed() {
     let fake = Arc::new(Fake::default());
-    let body = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"nodes is forbidden: User \"system:serviceaccount:herald:herald\" cannot list resource \"nodes\" in API group \"\" at the cluster scope","reason":"Forbidden","code":403});
+    let body = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"nodes is forbidden: User \"system:serviceaccount:herald:herald\" cannot list resource \"nodes\" in API group \"\" at the cluster scope","reason":"Forbidden","details":{"kind":"nodes"},"code":403});
     fake.push("/api/v1/nodes", false, Canned::Json(403, body.to_string()));
+    fake.push("/api/v1/nodes", false, Canned::Json(403, body.to_string()));
+    // A NodeList around a real node (the list envelope is the derivation).
+    let list = json!({"kind":"NodeList","apiVersion":"v1","metadata":{"resourceVersion":"500"},
+        "items":[fixture("nodes/k9s-minikube-node-ready.json")]});
+    fake.push("/api/v1/nodes", false, Canned::Json(200, list.to_string()));
     let (client, _dir) = start(fake.clone()).await;
-    let cfg = WatcherConfig::default().with_resources(false, false, true);
-    let (tx, _rx) = mpsc::channel(16);
-    let err = tokio::time::timeout(
-        Duration::from_secs(5),
-        Watcher::new(client.client, cfg).run(tx),
-    )
-    .await
-    .unwrap()
-    .unwrap_err();
-    let msg = err.to_string();
+    let cfg = WatcherConfig {
+        list_strategy: ListStrategy::Cached,
+        denied_retry: Duration::from_millis(300),
+        backoff_initial: Duration::from_millis(1),
+        ..WatcherConfig::default()
+    }
+    .with_resources(false, false, true);
+    let watcher = Watcher::new(client.client, cfg);
+    let stats = watcher.stats();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let task = tokio::spawn(watcher.run(tx));
+    let started = std::time::Instant::now();
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("synced after the RBAC was fixed")
+            .expect("watcher running");
+        if matches!(item, WatchItem::Synced { .. }) {
+            break;
+        }
+    }
+    // Two refusals, each followed by the slow retry, not by the fast backoff.
     assert!(
-        msg.starts_with("GET /api/v1/nodes: HTTP 403 Forbidden: nodes is forbidden"),
-        "{msg}"
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
     );
-    assert!(!msg.contains('\n'));
+    assert_eq!(stats.denied(), 2);
+    let lists = fake
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/api/v1/nodes" && !s.is_watch())
+        .count();
+    assert_eq!(lists, 3);
+    task.abort();
+}
+
+/// Synthetic BOOKMARK that ends a streaming list's initial events (the shape kube-apiserver
+/// sends: an object of the resource's kind with only a resourceVersion and the annotation).
+fn initial_events_end(rv: &str) -> String {
+    json!({"type":"BOOKMARK","object":{"kind":"Event","apiVersion":"v1","metadata":{
+        "resourceVersion":rv,"annotations":{"k8s.io/initial-events-end":"true"}}}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn streaming_list_then_watch_on_the_same_connection() {
+    let fake = Arc::new(Fake::default());
+    let list = fixture("lists/troubleshoot-minikube-events-initcrash.json");
+    let items: Vec<Value> = list["items"].as_array().unwrap().clone();
+    let mut lines: Vec<String> = items.iter().map(|i| watch_line("ADDED", i)).collect();
+    lines.push(initial_events_end("990000"));
+    let mut grown = item_by_uid(&mut list.clone(), BACKOFF_UID).clone();
+    grown["count"] = json!(112);
+    grown["metadata"]["resourceVersion"] = json!("990001");
+    lines.push(watch_line("MODIFIED", &grown));
+    fake.push("/api/v1/events", true, Canned::Lines(lines));
+
+    let (client, _dir) = start(fake.clone()).await;
+    let cfg = WatcherConfig {
+        list_strategy: ListStrategy::Streaming,
+        ..events_only("c")
+    };
+    let watcher = Watcher::new(client.client, cfg);
+    let stats = watcher.stats();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let task = tokio::spawn(watcher.run(tx));
+    let got = collect(&mut rx, &fake, 2).await;
+
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert!(seen.iter().all(Seen::is_watch), "no LIST at all: {seen:#?}");
+    assert_eq!(q(&seen[0], "sendInitialEvents").as_deref(), Some("true"));
+    assert_eq!(
+        q(&seen[0], "resourceVersionMatch").as_deref(),
+        Some("NotOlderThan")
+    );
+    assert_eq!(q(&seen[0], "allowWatchBookmarks").as_deref(), Some("true"));
+    assert_eq!(q(&seen[0], "resourceVersion"), None);
+    // The connection ended after the MODIFIED event: an ordinary watch from there.
+    assert_eq!(q(&seen[1], "sendInitialEvents"), None);
+    assert_eq!(q(&seen[1], "resourceVersion").as_deref(), Some("990001"));
+
+    // Every listed Event once with its full count, then the growth as a delta of 1.
+    let deltas = event_deltas(&got);
+    assert_eq!(deltas.len(), items.len() + 1, "{deltas:?}");
+    assert_eq!(deltas.last(), Some(&(BACKOFF_UID.to_string(), 112, 1)));
+    // No checkpoint inside the initial events: the first is the closing bookmark's.
+    assert_eq!(checkpoints(&got), ["events@990000", "events@990001"]);
+    let synced_at = got
+        .iter()
+        .position(|i| matches!(i, WatchItem::Synced { .. }))
+        .unwrap();
+    let first_checkpoint = got
+        .iter()
+        .position(|i| matches!(i, WatchItem::Checkpoint(_)))
+        .unwrap();
+    assert!(first_checkpoint < synced_at);
+    assert_eq!((stats.lists(), stats.bookmarks()), (1, 1));
+    drop(rx);
+    task.abort();
+}
+
+#[tokio::test]
+async fn auto_falls_back_to_a_cached_list_when_streaming_is_refused() {
+    let fake = Arc::new(Fake::default());
+    // What a 1.27+ server with the WatchList feature gate off answers.
+    let refused = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+        "message":"ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+        "reason":"Invalid","code":422});
+    fake.push(
+        "/api/v1/events",
+        true,
+        Canned::Json(422, refused.to_string()),
+    );
+    let list = fixture("lists/troubleshoot-minikube-events-initcrash.json");
+    fake.push("/api/v1/events", false, Canned::Json(200, list.to_string()));
+
+    let (client, _dir) = start(fake.clone()).await;
+    let cfg = WatcherConfig {
+        list_strategy: ListStrategy::Auto,
+        ..events_only("c")
+    };
+    let (tx, mut rx) = mpsc::channel(1024);
+    let task = tokio::spawn(Watcher::new(client.client, cfg).run(tx));
+    let got = collect(&mut rx, &fake, 4).await;
+
+    let seen: Vec<Seen> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.path != "/version")
+        .collect();
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    assert!(seen[0].is_watch());
+    assert_eq!(q(&seen[0], "sendInitialEvents").as_deref(), Some("true"));
+    assert!(!seen[1].is_watch());
+    assert_eq!(q(&seen[1], "resourceVersion").as_deref(), Some("0"));
+    assert_eq!(
+        q(&seen[1], "limit"),
+        None,
+        "a limit would bypass the watch cache"
+    );
+    assert!(seen[2].is_watch());
+    assert_eq!(q(&seen[2], "sendInitialEvents"), None);
+    assert!(got.iter().any(|i| matches!(i, WatchItem::Synced { .. })));
+    assert_eq!(
+        event_deltas(&got).len(),
+        list["items"].as_array().unwrap().len()
+    );
+    drop(rx);
+    task.abort();
+}
+
+#[tokio::test]
+async fn too_many_requests_waits_for_retry_after() {
+    let fake = Arc::new(Fake::default());
+    let throttled = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+        "message":"Too many requests, please try again later.","reason":"TooManyRequests",
+        "details":{"retryAfterSeconds":1},"code":429});
+    fake.push(
+        "/api/v1/events",
+        false,
+        Canned::Json(429, throttled.to_string()),
+    );
+    let list = fixture("lists/troubleshoot-minikube-events-initcrash.json");
+    fake.push("/api/v1/events", false, Canned::Json(200, list.to_string()));
+
+    let (client, _dir) = start(fake.clone()).await;
+    let watcher = Watcher::new(client.client, events_only("c"));
+    let stats = watcher.stats();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(watcher.run(tx));
+    let got = collect(&mut rx, &fake, 3).await;
+    assert!(got.iter().any(|i| matches!(i, WatchItem::Synced { .. })));
+    // The backoff of this config is at most 100 ms; only Retry-After explains a 1 s wait.
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((stats.throttled(), stats.errors()), (1, 1));
+    let lists = fake.seen().iter().filter(|s| !s.is_watch()).count();
+    assert_eq!(lists, 2);
+    drop(rx);
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_watch_cut_mid_line_resumes_after_the_last_complete_event() {
+    let fake = Arc::new(Fake::default());
+    let list = fixture("lists/troubleshoot-minikube-events-initcrash.json");
+    fake.push("/api/v1/events", false, Canned::Json(200, list.to_string()));
+    let mut grown = item_by_uid(&mut list.clone(), BACKOFF_UID).clone();
+    grown["count"] = json!(112);
+    grown["metadata"]["resourceVersion"] = json!("990001");
+    let complete = watch_line("MODIFIED", &grown);
+    grown["count"] = json!(113);
+    grown["metadata"]["resourceVersion"] = json!("990002");
+    let next = watch_line("MODIFIED", &grown);
+    // A complete event, then half of the next one and the end of the body (no newline).
+    fake.push(
+        "/api/v1/events",
+        true,
+        Canned::Cut(vec![complete], next[..next.len() / 2].to_string()),
+    );
+    let (client, _dir) = start(fake.clone()).await;
+    let watcher = Watcher::new(client.client, events_only("c"));
+    let stats = watcher.stats();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let task = tokio::spawn(watcher.run(tx));
+    let got = collect(&mut rx, &fake, 3).await;
+    let seen = fake.seen();
+    assert_eq!(
+        q(&seen[2], "resourceVersion").as_deref(),
+        Some("990001"),
+        "{seen:#?}"
+    );
+    let deltas = event_deltas(&got);
+    assert_eq!(deltas.last(), Some(&(BACKOFF_UID.to_string(), 112, 1)));
+    assert_eq!(stats.malformed(), 0, "a cut line is not a malformed object");
+    drop(rx);
+    task.abort();
 }

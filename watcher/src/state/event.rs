@@ -197,4 +197,18 @@ impl Tracker for EventState {
     fn len(&self) -> usize {
         self.counts.len()
     }
+
+    fn keys(&self) -> Vec<String> {
+        self.counts.keys().cloned().collect()
+    }
+
+    fn export(&self, key: &str) -> Option<Vec<u8>> {
+        self.counts.get(key).and_then(super::encode_entry)
+    }
+
+    fn import(&mut self, key: String, bytes: &[u8]) -> Result<(), String> {
+        let entry: u32 = super::decode_entry(bytes)?;
+        self.counts.insert(key, entry);
+        Ok(())
+    }
 }

@@ -141,6 +141,22 @@ pub(crate) trait Tracker: Default + Send + 'static {
     fn remove_unlisted(&mut self, listed: &HashSet<String>, ctx: &RecordCtx<'_>) -> Vec<Record>;
     /// Number of objects tracked.
     fn len(&self) -> usize;
+    /// Keys of every tracked object.
+    fn keys(&self) -> Vec<String>;
+    /// The compact state of `key`, encoded for persistence; `None` when it is not tracked.
+    fn export(&self, key: &str) -> Option<Vec<u8>>;
+    /// Restores the state of `key` from bytes written by [`Tracker::export`].
+    fn import(&mut self, key: String, bytes: &[u8]) -> Result<(), String>;
+}
+
+/// Encodes one entry for [`Tracker::export`].
+pub(crate) fn encode_entry<E: serde::Serialize>(entry: &E) -> Option<Vec<u8>> {
+    serde_json::to_vec(entry).ok()
+}
+
+/// Decodes one entry for [`Tracker::import`].
+pub(crate) fn decode_entry<E: DeserializeOwned>(bytes: &[u8]) -> Result<E, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

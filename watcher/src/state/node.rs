@@ -29,7 +29,7 @@ pub fn is_bad_condition(condition: &str, status: &str) -> bool {
 }
 
 /// Compact state of one node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeEntry {
     /// Name.
     pub name: String,
@@ -267,6 +267,20 @@ impl Tracker for NodeState {
 
     fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    fn export(&self, key: &str) -> Option<Vec<u8>> {
+        self.nodes.get(key).and_then(super::encode_entry)
+    }
+
+    fn import(&mut self, key: String, bytes: &[u8]) -> Result<(), String> {
+        let entry: NodeEntry = super::decode_entry(bytes)?;
+        self.nodes.insert(key, entry);
+        Ok(())
     }
 }
 

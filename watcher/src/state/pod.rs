@@ -28,7 +28,7 @@ pub fn is_problem_waiting(reason: &str) -> bool {
 }
 
 /// Compact state of one container (or init container).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerEntry {
     /// Container name.
     pub name: String,
@@ -45,7 +45,7 @@ pub struct ContainerEntry {
 }
 
 /// Compact state of one pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PodEntry {
     /// Namespace.
     pub namespace: String,
@@ -449,6 +449,20 @@ impl Tracker for PodState {
 
     fn len(&self) -> usize {
         self.pods.len()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.pods.keys().cloned().collect()
+    }
+
+    fn export(&self, key: &str) -> Option<Vec<u8>> {
+        self.pods.get(key).and_then(super::encode_entry)
+    }
+
+    fn import(&mut self, key: String, bytes: &[u8]) -> Result<(), String> {
+        let entry: PodEntry = super::decode_entry(bytes)?;
+        self.pods.insert(key, entry);
+        Ok(())
     }
 }
 
