@@ -11,15 +11,19 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use herald_core::{ObjectKind, ObjectRef, Timestamp};
 use herald_store::Store;
+use herald_watcher::{Resource, ResourceStats, Verb, WatcherStats};
 
 use crate::query::{history_from_store, incidents_from_store};
 use crate::service::Stats;
@@ -61,10 +65,114 @@ pub struct Metrics {
     pub deliveries: Family<DeliveryLabels, Counter>,
 }
 
+/// The watcher's counters, read at every scrape: `herald_watch_*` families labelled by
+/// resource (and verb for requests).
+#[derive(Debug)]
+struct WatcherCollector(WatcherStats);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    resource: String,
+    verb: String,
+}
+
+impl Collector for WatcherCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats: Vec<(Resource, ResourceStats)> = Resource::ALL
+            .iter()
+            .map(|r| (*r, self.0.resource(*r)))
+            .collect();
+        {
+            let mut family = encoder.encode_descriptor(
+                "watch_api_requests",
+                "List and watch requests sent to the API server, by resource and verb",
+                None,
+                MetricType::Counter,
+            )?;
+            for (res, st) in &stats {
+                for (verb, n) in [
+                    (Verb::List, st.list_requests),
+                    (Verb::Watch, st.watch_requests),
+                ] {
+                    let labels = RequestLabels {
+                        resource: res.to_string(),
+                        verb: verb.as_str().to_string(),
+                    };
+                    ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        type Field = fn(&ResourceStats) -> u64;
+        let counters: [(&str, &str, Field); 9] = [
+            ("watch_relists", "Re-syncs after 410 Expired", |s| s.relists),
+            (
+                "watch_restarts",
+                "Watches re-established after the previous one ended",
+                |s| s.watch_restarts,
+            ),
+            (
+                "watch_expired",
+                "410 Expired answers (HTTP or in-stream)",
+                |s| s.expired,
+            ),
+            ("watch_bookmarks", "BOOKMARK events received", |s| {
+                s.bookmarks
+            }),
+            ("watch_records", "Records emitted by the watcher", |s| {
+                s.records
+            }),
+            (
+                "watch_malformed",
+                "Malformed objects and watch lines skipped",
+                |s| s.malformed,
+            ),
+            ("watch_errors", "Failed requests and watch streams", |s| {
+                s.errors
+            }),
+            ("watch_throttled", "429 Too Many Requests answers", |s| {
+                s.throttled
+            }),
+            ("watch_denied", "401 and 403 answers", |s| s.denied),
+        ];
+        for (name, help, field) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (res, st) in &stats {
+                let labels = ResourceLabel {
+                    resource: res.to_string(),
+                };
+                ConstCounter::new(field(st)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let now_ms = Timestamp::now().as_millisecond();
+        let mut family = encoder.encode_descriptor(
+            "watch_last_event_age_seconds",
+            "Seconds since the last watch event (object or bookmark) of each resource",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (res, st) in &stats {
+            if let Some(ms) = st.last_event_ms {
+                let labels = ResourceLabel {
+                    resource: res.to_string(),
+                };
+                let age = (now_ms - ms).max(0) as f64 / 1000.0;
+                ConstGauge::new(age).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> Self {
+    /// Creates and registers every metric, the watcher's (read from `watcher`) included.
+    pub fn new(watcher: WatcherStats) -> Self {
         let mut registry = Registry::with_prefix("herald");
+        registry.register_collector(Box::new(WatcherCollector(watcher)));
         let records = Family::<KindLabel, Counter>::default();
         let incidents = Family::<IncidentLabels, Counter>::default();
         let deliveries = Family::<DeliveryLabels, Counter>::default();
@@ -87,12 +195,6 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -69,7 +69,7 @@ impl Default for General {
     }
 }
 
-/// The `watch:` section: which resources to watch, where.
+/// The `watch:` section: which resources to watch, where, and how.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatchSection {
@@ -81,6 +81,12 @@ pub struct WatchSection {
     pub nodes: bool,
     /// Only this namespace (Events and Pods); default: all namespaces.
     pub namespace: Option<String>,
+    /// How state is listed at start-up and after `410 Expired`. Default `auto`.
+    pub list: ListMode,
+    /// Page size of `list: paginated`. Default 500.
+    pub page_size: u32,
+    /// Server-side label and field selectors per resource.
+    pub selectors: WatchSelectors,
 }
 
 impl Default for WatchSection {
@@ -90,7 +96,85 @@ impl Default for WatchSection {
             pods: true,
             nodes: true,
             namespace: None,
+            list: ListMode::Auto,
+            page_size: 500,
+            selectors: WatchSelectors::default(),
         }
+    }
+}
+
+/// `watch.list`: how state is listed (see docs/watching.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListMode {
+    /// A streaming list when the server supports it, else `cached`.
+    #[default]
+    Auto,
+    /// Always a streaming list (`sendInitialEvents=true`).
+    Streaming,
+    /// A LIST with `resourceVersion=0`, from the watch cache.
+    Cached,
+    /// LIST pages from etcd (for servers without a watch cache).
+    Paginated,
+}
+
+impl From<ListMode> for herald_watcher::ListStrategy {
+    fn from(m: ListMode) -> Self {
+        match m {
+            ListMode::Auto => Self::Auto,
+            ListMode::Streaming => Self::Streaming,
+            ListMode::Cached => Self::Cached,
+            ListMode::Paginated => Self::Paginated,
+        }
+    }
+}
+
+/// `watch.selectors`: per-resource selectors, sent to the API server with every list and
+/// watch (the server filters; herald never sees what does not match).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchSelectors {
+    /// Selectors of Events, e.g. `fields: type=Warning`.
+    pub events: SelectorConfig,
+    /// Selectors of Pods, e.g. `labels: tier!=batch`.
+    pub pods: SelectorConfig,
+    /// Selectors of Nodes, e.g. `labels: node-role.kubernetes.io/worker`.
+    pub nodes: SelectorConfig,
+}
+
+/// Label and field selectors of one resource.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelectorConfig {
+    /// A label selector (`app=cart,tier!=cache`, `env in (prod,staging)`).
+    pub labels: Option<String>,
+    /// A field selector (`type=Warning`, `spec.nodeName=node-a`).
+    pub fields: Option<String>,
+}
+
+impl WatchSection {
+    /// The selectors in the watcher's form.
+    pub fn watcher_selectors(
+        &self,
+    ) -> std::collections::BTreeMap<herald_watcher::Resource, herald_watcher::Selectors> {
+        use herald_watcher::{Resource, Selectors};
+        [
+            (Resource::Events, &self.selectors.events),
+            (Resource::Pods, &self.selectors.pods),
+            (Resource::Nodes, &self.selectors.nodes),
+        ]
+        .into_iter()
+        .filter(|(_, s)| s.labels.is_some() || s.fields.is_some())
+        .map(|(r, s)| {
+            (
+                r,
+                Selectors {
+                    label_selector: s.labels.clone(),
+                    field_selector: s.fields.clone(),
+                },
+            )
+        })
+        .collect()
     }
 }
 
@@ -263,6 +347,14 @@ impl Config {
                 line: line_of_key(text, "retention"),
                 column: Some(1),
                 message: "retention must be longer than zero (e.g. 30d)".to_string(),
+            });
+        }
+        if cfg.watch.page_size == 0 {
+            issues.push(ConfigIssue {
+                file: path.to_path_buf(),
+                line: locate(text, "watch.page_size").map(|(l, _)| l),
+                column: locate(text, "watch.page_size").map(|(_, c)| c),
+                message: "watch.page_size must be at least 1".to_string(),
             });
         }
         if cfg.general.cluster.trim().is_empty() {

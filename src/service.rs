@@ -20,7 +20,7 @@ use herald_core::{IncidentChange, Notification, Timestamp, Transition};
 use herald_notifiers::{Channels, Dispatcher, Router};
 use herald_store::{Store, StoreError};
 use herald_templates::Renderer;
-use herald_watcher::{WatchItem, Watcher, WatcherConfig};
+use herald_watcher::{Resource, WatchItem, Watcher, WatcherConfig};
 
 use crate::api::{self, DeliveryLabels, IncidentLabels, KindLabel, Metrics};
 use crate::cli::{RunArgs, default_data_dir};
@@ -145,7 +145,35 @@ pub async fn run_service(
     let router = Router::new(&cfg.subscriptions).context("invalid subscriptions")?;
     let channels = Arc::new(Channels::build(&cfg.channels).context("invalid channels")?);
     let renderer = Renderer::new(&BTreeMap::new()).context("invalid templates")?;
-    let metrics = Arc::new(Metrics::new());
+    // Watcher.
+    let mut resume = BTreeMap::new();
+    for resource in ["events", "pods", "nodes"] {
+        if let Some(cp) = store.checkpoint(resource)? {
+            resume.insert(resource.to_string(), cp.resource_version);
+        }
+    }
+    let wcfg = WatcherConfig {
+        cluster: cfg.general.cluster.clone(),
+        namespace: cfg.watch.namespace.clone(),
+        selectors: cfg.watch.watcher_selectors(),
+        list_strategy: cfg.watch.list.into(),
+        page_size: cfg.watch.page_size,
+        resume,
+        ..WatcherConfig::default()
+    }
+    .with_resources(cfg.watch.events, cfg.watch.pods, cfg.watch.nodes);
+    let (tx, mut rx) = mpsc::channel::<WatchItem>(4096);
+    let mut watcher = Watcher::new(client, wcfg);
+    for resource in Resource::ALL {
+        // The compact state only matters with a resume point; without one the watcher lists.
+        if store.checkpoint(resource.as_str())?.is_some() {
+            let states = store.watch_states(resource.as_str())?;
+            if !states.is_empty() {
+                watcher = watcher.with_restored_state(resource, states);
+            }
+        }
+    }
+    let metrics = Arc::new(Metrics::new(watcher.stats()));
 
     // Query API.
     let expected_synced = [cfg.watch.events, cfg.watch.pods, cfg.watch.nodes]
@@ -189,22 +217,6 @@ pub async fn run_service(
         }
     }
 
-    // Watcher.
-    let mut resume = BTreeMap::new();
-    for resource in ["events", "pods", "nodes"] {
-        if let Some(cp) = store.checkpoint(resource)? {
-            resume.insert(resource.to_string(), cp.resource_version);
-        }
-    }
-    let wcfg = WatcherConfig {
-        cluster: cfg.general.cluster.clone(),
-        namespace: cfg.watch.namespace.clone(),
-        resume,
-        ..WatcherConfig::default()
-    }
-    .with_resources(cfg.watch.events, cfg.watch.pods, cfg.watch.nodes);
-    let (tx, mut rx) = mpsc::channel::<WatchItem>(4096);
-    let watcher = Watcher::new(client, wcfg);
     let mut watch_task = tokio::spawn(async move { watcher.run(tx).await });
 
     let mut pipeline = Pipeline {
@@ -307,6 +319,11 @@ impl Pipeline {
                 for change in self.classifier.apply(&record, Timestamp::now()) {
                     self.on_change(change)?;
                 }
+            }
+            WatchItem::States { resource, states } => {
+                self.store
+                    .put_watch_states(&resource, &states)
+                    .context("cannot persist the watch state")?;
             }
             WatchItem::Checkpoint(cp) => {
                 self.store
