@@ -108,6 +108,24 @@ async fn incident_scenario_end_to_end() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The watcher's metrics are exported, per resource.
+    let metrics = client.get(format!("{api}/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for resource in ["pods", "nodes", "events"] {
+        assert!(
+            metrics.contains(&format!(
+                "herald_watch_api_requests_total{{resource=\"{resource}\",verb=\"watch\"}}"
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!(
+                "herald_watch_last_event_age_seconds{{resource=\"{resource}\"}}"
+            )),
+            "{metrics}"
+        );
+    }
+
     let scenario = herald_sim::builtin_scenario("incident").unwrap();
     let report = sim.run_scenario(&scenario, 2.0).await.unwrap();
     let (oom_ns, oom_pod, oom_container) = report
