@@ -116,6 +116,29 @@ pub struct SimArgs {
     /// Scenario speed factor.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
+    /// Populate a scale cluster of N EKS-style worker nodes (with `--pods`). It replaces the
+    /// `incident` starting cluster unless `--scenario` is given. The kubeconfig is written
+    /// once the cluster is complete.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub nodes: usize,
+    /// Pods of the scale cluster (DaemonSet, Deployment, StatefulSet and Job pods of about
+    /// 3-6 KB each); needs `--nodes`.
+    #[arg(long, value_name = "M", default_value_t = 0)]
+    pub pods: usize,
+    /// Namespaces of the scale cluster (default: one per 1000 pods, 2 to 200).
+    #[arg(long, value_name = "K")]
+    pub namespaces: Option<usize>,
+    /// Seed of the scale cluster and of the churn (same seed, same cluster).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Make R realistic changes per second: container restarts, readiness flips, pods
+    /// replaced by their controllers, Normal/Warning events (repeats aggregated), rare node
+    /// heartbeats. 0 disables churn.
+    #[arg(long, value_name = "R", default_value_t = 0.0)]
+    pub churn_per_sec: f64,
+    /// Changes kept per resource for watch resumption; older resourceVersions get 410.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub history_limit: usize,
 }
 
 /// `herald validate`.

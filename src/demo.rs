@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use tokio_util::sync::CancellationToken;
 
-use herald_sim::{SimConfig, Simulator};
+use herald_sim::{ChurnSpec, ScaleSpec, SimConfig, Simulator};
 use herald_store::Store;
 
 use crate::cli::{DemoArgs, SimArgs};
@@ -170,10 +170,21 @@ pub async fn run(args: DemoArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode> 
 
 /// `herald sim`.
 pub async fn serve_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let scale = args.nodes > 0 || args.pods > 0;
+    if args.pods > 0 && args.nodes == 0 {
+        bail!("--pods needs --nodes (pods are scheduled onto the populated nodes)");
+    }
+    if !(args.churn_per_sec.is_finite() && args.churn_per_sec >= 0.0) {
+        bail!(
+            "--churn-per-sec must be a non-negative number, got {}",
+            args.churn_per_sec
+        );
+    }
     let token = args.token.unwrap_or_else(random_token);
     let sim = Simulator::new(SimConfig {
         bind: args.listen,
         token,
+        history_limit: args.history_limit,
         ..SimConfig::default()
     });
     let server = sim
@@ -181,21 +192,58 @@ pub async fn serve_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("herald sim: listening on {}", server.url());
+    let shutdown = CancellationToken::new();
+    service::spawn_signal_handler(shutdown.clone());
+    let name = args.scenario.as_deref().unwrap_or("incident");
+    let scenario = herald_sim::builtin_scenario(name)
+        .ok_or_else(|| anyhow!("unknown scenario {name:?} (built-in: incident)"))?;
+    if !args.empty && (!scale || args.scenario.is_some()) {
+        sim.seed(&scenario).context("cannot seed the simulator")?;
+        println!("herald sim: seeded the starting cluster of scenario {name}");
+    }
+    if scale {
+        let spec = ScaleSpec {
+            nodes: args.nodes,
+            pods: args.pods,
+            namespaces: args.namespaces.unwrap_or((args.pods / 1000).clamp(2, 200)),
+            seed: args.seed,
+            now: None,
+        };
+        let populating = sim.clone();
+        let report = tokio::task::spawn_blocking(move || populating.populate(&spec))
+            .await
+            .context("population task failed")?
+            .context("cannot populate the simulator")?;
+        println!(
+            "herald sim: populated {} nodes and {} pods in {} namespaces ({} MB of pod JSON) in {:.2}s, resourceVersion {}",
+            report.nodes,
+            report.pods,
+            report.namespaces,
+            report.pod_bytes / 1_000_000,
+            report.elapsed.as_secs_f64(),
+            report.resource_version
+        );
+    }
     if let Some(path) = &args.kubeconfig_out {
         server
             .write_kubeconfig(path)
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("herald sim: kubeconfig written to {}", path.display());
     }
-    let shutdown = CancellationToken::new();
-    service::spawn_signal_handler(shutdown.clone());
-    let name = args.scenario.as_deref().unwrap_or("incident");
-    let scenario = herald_sim::builtin_scenario(name)
-        .ok_or_else(|| anyhow!("unknown scenario {name:?} (built-in: incident)"))?;
-    if !args.empty {
-        sim.seed(&scenario).context("cannot seed the simulator")?;
-        println!("herald sim: seeded the starting cluster of scenario {name}");
-    }
+    let churn = (args.churn_per_sec > 0.0).then(|| {
+        let spec = ChurnSpec {
+            rate_per_sec: args.churn_per_sec,
+            seed: args.seed,
+            ..ChurnSpec::default()
+        };
+        let sim = sim.clone();
+        let stop = shutdown.clone();
+        println!(
+            "herald sim: churning at {} changes per second",
+            args.churn_per_sec
+        );
+        tokio::spawn(async move { sim.churn(&spec, stop.cancelled_owned()).await })
+    });
     if args.scenario.is_some() {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs_f64(args.scenario_delay.max(0.0))) => {}
@@ -214,6 +262,13 @@ pub async fn serve_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
     }
     shutdown.cancelled().await;
+    if let Some(task) = churn {
+        let report = task
+            .await
+            .context("churn task failed")?
+            .context("churn failed")?;
+        println!("herald sim: churn: {}", serde_json::to_string(&report)?);
+    }
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

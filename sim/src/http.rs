@@ -1,6 +1,7 @@
 //! The HTTP front end: an axum fallback handler that authenticates the bearer token,
 //! routes Kubernetes-style paths (`/api/v1/...`, `/apis/events.k8s.io/v1/...`,
-//! discovery, `/sim/stats`), counts requests, and maps verbs onto the store.
+//! discovery, `/sim/stats`, `/sim/faults`, `/sim/compact`), applies injected faults,
+//! counts requests, and maps verbs onto the store.
 
 use std::collections::HashMap;
 
@@ -8,12 +9,15 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Query, Request, State};
 use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
 use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::SimError;
 use crate::events;
+use crate::faults::{Fault, FaultRequest};
 use crate::list::{self, ListOptions, parse_rv};
 use crate::patch;
 use crate::resource::{Resource, View};
@@ -21,7 +25,7 @@ use crate::selectors::Selector;
 use crate::stats::{ReadSource, Verb};
 use crate::store::{CreateOptions, Subresource, WatchStart};
 use crate::table::{self, IncludeObject};
-use crate::watch::{self, WatchParams, typed};
+use crate::watch::{self, StreamFault, WatchParams, typed};
 use crate::{Simulator, discovery};
 
 /// Shared state of the router.
@@ -48,7 +52,13 @@ fn json_response(code: u16, body: &Value) -> Response {
 }
 
 fn error_response(e: &SimError) -> Response {
-    json_response(e.code(), &e.status())
+    let mut resp = json_response(e.code(), &e.status());
+    // Like the apiserver's `ErrorNegotiated`: a positive retryAfterSeconds becomes a header.
+    if let Some(secs) = e.retry_after_seconds() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    resp
 }
 
 /// Parsed resource path.
@@ -64,6 +74,8 @@ struct Target {
 enum Route {
     Json(Value),
     Stats,
+    Faults(Option<u64>),
+    Compact,
     Namespaces(Option<String>),
     Resource(Target),
 }
@@ -78,6 +90,12 @@ fn route(path: &str, server_address: &str) -> Result<Route, SimError> {
         ["apis", "events.k8s.io"] => Ok(Route::Json(discovery::events_group())),
         ["apis", "events.k8s.io", "v1"] => Ok(Route::Json(discovery::events_v1_resources())),
         ["sim", "stats"] => Ok(Route::Stats),
+        ["sim", "faults"] => Ok(Route::Faults(None)),
+        ["sim", "faults", id] => id
+            .parse()
+            .map(|id| Route::Faults(Some(id)))
+            .map_err(|_| SimError::NoRoute),
+        ["sim", "compact"] => Ok(Route::Compact),
         ["api", "v1", "namespaces"] => Ok(Route::Namespaces(None)),
         ["api", "v1", "namespaces", ns] => Ok(Route::Namespaces(Some(ns.to_string()))),
         ["api", "v1", rest @ ..] => parse_rest(View::CoreV1, rest).map(Route::Resource),
@@ -154,12 +172,13 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         Ok(b) => b,
         Err(e) => return error_response(&SimError::BadRequest(e.to_string())),
     };
-    let ctx = RequestCtx {
+    let mut ctx = RequestCtx {
         method,
         query,
         accept,
         content_type,
         body: body.to_vec(),
+        fault: None,
     };
     match route(&path, &state.server_address) {
         Ok(Route::Json(v)) if ctx.method == Method::GET => json_response(200, &v),
@@ -172,16 +191,112 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
             Ok(v) => json_response(200, &v),
             Err(e) => error_response(&SimError::Json(e)),
         },
+        Ok(Route::Faults(id)) => faults_endpoint(&state.sim, id, &ctx),
+        Ok(Route::Compact) if ctx.method == Method::POST => {
+            let rv = state.sim.compact();
+            json_response(200, &json!({"compacted": rv.to_string()}))
+        }
+        Ok(Route::Compact) => error_response(&SimError::MethodNotAllowed),
         Ok(Route::Namespaces(name)) => namespaces(&state.sim, name.as_deref(), &ctx),
-        Ok(Route::Resource(t)) => match handle(&state, &t, &ctx) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(path, code = e.code(), error = %e, "request failed");
-                error_response(&e)
+        Ok(Route::Resource(t)) => {
+            if let Some(verb) = request_verb(&ctx, &t) {
+                let qualified = t.view.qualified(t.resource);
+                if let Some(fault) = state.sim.inner.faults.take(verb, &qualified) {
+                    let stats = &state.sim.inner.stats;
+                    stats.record_fault(verb, &qualified);
+                    let info = crate::faults::RequestInfo {
+                        verb,
+                        resource: t.resource.plural(),
+                        subresource: t.status.then_some("status"),
+                        group: t.view.group(),
+                        namespace: t.namespace.as_deref(),
+                        name: t.name.as_deref(),
+                    };
+                    if let Some(err) = fault.error_for(&info) {
+                        stats.record(verb, &qualified, None);
+                        tracing::info!(path, code = err.code(), "answered with injected fault");
+                        return error_response(&err);
+                    }
+                    if let (Verb::List, Fault::Stall { duration }) = (verb, &fault) {
+                        let ticket = state.sim.inner.faults.stall_ticket();
+                        tracing::info!(
+                            path,
+                            ms = duration.as_millis() as u64,
+                            "fault: stalling list"
+                        );
+                        let mut shutdown = state.shutdown.clone();
+                        tokio::select! {
+                            _ = ticket.wait(*duration) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    } else {
+                        ctx.fault = Some(fault);
+                    }
+                }
             }
-        },
+            match handle(&state, &t, &ctx) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(path, code = e.code(), error = %e, "request failed");
+                    error_response(&e)
+                }
+            }
+        }
         Ok(Route::Json(_)) => error_response(&SimError::MethodNotAllowed),
         Err(e) => error_response(&e),
+    }
+}
+
+/// The verb a resource request maps to (what stats and faults match on).
+fn request_verb(ctx: &RequestCtx, t: &Target) -> Option<Verb> {
+    Some(match (&ctx.method, &t.name) {
+        (&Method::GET, None) if ctx.query.get("watch").is_some_and(|v| list::truthy(v)) => {
+            Verb::Watch
+        }
+        (&Method::GET, None) => Verb::List,
+        (&Method::GET, Some(_)) => Verb::Get,
+        (&Method::POST, None) => Verb::Create,
+        (&Method::PUT, Some(_)) => Verb::Update,
+        (&Method::PATCH, Some(_)) => Verb::Patch,
+        (&Method::DELETE, Some(_)) => Verb::Delete,
+        _ => return None,
+    })
+}
+
+/// `GET /sim/faults` (active rules), `POST /sim/faults` (inject one, JSON
+/// [`FaultRequest`]), `DELETE /sim/faults` (clear all, release stalls),
+/// `DELETE /sim/faults/{id}` (remove one).
+fn faults_endpoint(sim: &Simulator, id: Option<u64>, ctx: &RequestCtx) -> Response {
+    let faults = &sim.inner.faults;
+    match (&ctx.method, id) {
+        (&Method::GET, None) => match serde_json::to_value(faults.active()) {
+            Ok(v) => json_response(200, &json!({"faults": v})),
+            Err(e) => error_response(&SimError::Json(e)),
+        },
+        (&Method::POST, None) => {
+            let parsed = serde_json::from_slice::<FaultRequest>(&ctx.body)
+                .map_err(|e| SimError::BadRequest(format!("invalid fault: {e}")))
+                .and_then(FaultRequest::into_rule);
+            match parsed {
+                Ok(rule) => json_response(201, &json!({"id": faults.inject(rule)})),
+                Err(e) => error_response(&e),
+            }
+        }
+        (&Method::DELETE, None) => {
+            faults.clear();
+            json_response(200, &json!({"faults": []}))
+        }
+        (&Method::DELETE, Some(id)) => {
+            if faults.remove(id) {
+                json_response(200, &json!({"removed": id}))
+            } else {
+                error_response(&SimError::NotFound {
+                    resource: "faults".into(),
+                    name: id.to_string(),
+                })
+            }
+        }
+        _ => error_response(&SimError::MethodNotAllowed),
     }
 }
 
@@ -191,6 +306,8 @@ struct RequestCtx {
     accept: String,
     content_type: String,
     body: Vec<u8>,
+    /// Injected stream fault (drop / stall) for this LIST or WATCH.
+    fault: Option<Fault>,
 }
 
 impl RequestCtx {
@@ -372,36 +489,110 @@ fn list_response(t: &Target, ctx: &RequestCtx, page: list::ListPage) -> Response
     if let Some(r) = page.remaining {
         meta["remainingItemCount"] = json!(r);
     }
+    let drop_mid = matches!(
+        ctx.fault,
+        Some(Fault::DropMidLine | Fault::DropMidLineAfter { .. })
+    );
     if let Some(include) = ctx.table() {
         let rows: Vec<Value> = page
             .items
             .iter()
-            .map(|core| table::row(t.resource, core, &typed(t.resource, t.view, core), include))
+            .map(|o| {
+                let core = o.value();
+                table::row(
+                    t.resource,
+                    &core,
+                    &typed(t.resource, t.view, &core),
+                    include,
+                )
+            })
             .collect();
-        return json_response(200, &table::table(t.resource, rows, meta, true));
+        let body = table::table(t.resource, rows, meta, true).to_string();
+        return streamed_response(vec![Bytes::from(body)], drop_mid);
     }
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|core| {
-            // List items carry no kind/apiVersion, like the real apiserver's typed lists.
-            let mut v = typed(t.resource, t.view, core);
-            if let Value::Object(m) = &mut v {
-                m.remove("kind");
-                m.remove("apiVersion");
+    let list_kind = format!("{}List", t.resource.kind());
+    let head = format!(
+        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+        json!(list_kind),
+        json!(t.view.api_version()),
+        meta
+    );
+    let items: Vec<Bytes> = match t.view {
+        // List items carry no kind/apiVersion, like the real apiserver's typed lists:
+        // exactly the stored shape, so the stored bytes are sent as they are.
+        View::CoreV1 => page.items.iter().map(|o| o.json().clone()).collect(),
+        View::EventsV1 => page
+            .items
+            .iter()
+            .map(|o| {
+                let mut v = typed(t.resource, t.view, &o.value());
+                if let Value::Object(m) = &mut v {
+                    m.remove("kind");
+                    m.remove("apiVersion");
+                }
+                Bytes::from(v.to_string())
+            })
+            .collect(),
+    };
+    let mut pieces = Vec::with_capacity(items.len() * 2 + 2);
+    pieces.push(Bytes::from(head));
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            pieces.push(Bytes::from_static(b","));
+        }
+        pieces.push(item);
+    }
+    pieces.push(Bytes::from_static(b"]}"));
+    streamed_response(pieces, drop_mid)
+}
+
+/// A `200` JSON response whose body is `pieces` concatenated, written in chunks of about
+/// 64 KiB (a 200,000-pod list is never copied into one buffer). With `drop_mid` only the
+/// first half of the body is written and then the connection is aborted.
+fn streamed_response(pieces: Vec<Bytes>, drop_mid: bool) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let total: usize = pieces.iter().map(Bytes::len).sum();
+    let mut budget = if drop_mid { total / 2 } else { usize::MAX };
+    let mut pieces = pieces.into_iter();
+    let chunks = std::iter::from_fn(move || {
+        let mut buf = BytesMut::new();
+        while buf.len() < CHUNK && budget > 0 {
+            let Some(mut piece) = pieces.next() else {
+                break;
+            };
+            if piece.len() > budget {
+                piece = piece.slice(..budget);
             }
-            v
-        })
-        .collect();
-    json_response(
-        200,
-        &json!({
-            "kind": format!("{}List", t.resource.kind()),
-            "apiVersion": t.view.api_version(),
-            "metadata": meta,
-            "items": items
-        }),
-    )
+            budget -= piece.len();
+            if buf.is_empty() && piece.len() >= CHUNK {
+                return Some(piece);
+            }
+            buf.extend_from_slice(&piece);
+        }
+        (!buf.is_empty()).then(|| buf.freeze())
+    });
+    let stream = futures::stream::iter(chunks.map(Ok::<Bytes, std::io::Error>));
+    let body = if drop_mid {
+        tracing::info!(
+            sent = total / 2,
+            of = total,
+            "fault: dropping list mid-body"
+        );
+        // Pending for a moment after the last bytes so hyper flushes them, then abort.
+        let abort = futures::stream::once(async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            Err::<Bytes, std::io::Error>(watch::abort_error())
+        });
+        Body::from_stream(stream.chain(abort))
+    } else {
+        Body::from_stream(stream)
+    };
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 fn start_watch(
@@ -462,6 +653,17 @@ fn start_watch(
         initial_events_end: streaming,
         timeout: opts.timeout_seconds.map(std::time::Duration::from_secs),
         table: ctx.table(),
+        fault: match &ctx.fault {
+            Some(Fault::DropMidLine) => Some(StreamFault::DropMidLine { after_lines: 0 }),
+            Some(Fault::DropMidLineAfter { lines }) => Some(StreamFault::DropMidLine {
+                after_lines: *lines,
+            }),
+            Some(Fault::Stall { duration }) => Some(StreamFault::Stall {
+                duration: *duration,
+                ticket: sim.inner.faults.stall_ticket(),
+            }),
+            _ => None,
+        },
     };
     tracing::debug!(resource = t.resource.plural(), start = ?start, namespace = ?t.namespace, "watch started");
     let rx = watch::start(sim.inner.store.clone(), params, state.shutdown.clone());
@@ -479,17 +681,9 @@ fn start_watch(
 
 /// Read-only Namespace objects derived from the namespaces in use.
 fn namespaces(sim: &Simulator, name: Option<&str>, ctx: &RequestCtx) -> Response {
-    let mut names: std::collections::BTreeSet<String> =
-        ["default", "kube-node-lease", "kube-public", "kube-system"]
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-    for r in [Resource::Pods, Resource::Events] {
-        for o in sim.list(r, None) {
-            if let Some(ns) = o.pointer("/metadata/namespace").and_then(Value::as_str) {
-                names.insert(ns.to_string());
-            }
-        }
+    let mut names = sim.inner.store.namespaces_in_use();
+    for n in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+        names.insert(n.to_string());
     }
     let created = sim.inner.started.clone();
     let ns_obj = |n: &str| {

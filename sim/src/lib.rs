@@ -6,7 +6,10 @@
 //! bookmarks and 410s, selectors, CRUD + status subresource, Table output for
 //! kubectl, bearer-token auth). Scenarios ([`Scenario`], [`builtin_scenario`]) are
 //! timed scripts of cluster changes run through the same code path, so every change
-//! reaches watchers. See `sim/README.md` for the API summary.
+//! reaches watchers. For scale testing, [`Simulator::populate`] fills in a realistic
+//! 10,000-node / 200,000-pod cluster ([`scale`]), [`Simulator::churn`] keeps it changing
+//! at a steady rate ([`churn`]), and [`Simulator::faults`] makes requests fail the way
+//! real apiservers do ([`faults`]). See `sim/README.md` for the API summary.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,15 +19,18 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod churn;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod faults;
 mod http;
 pub mod kubeconfig;
 pub mod list;
 pub mod objects;
 pub mod patch;
 pub mod resource;
+pub mod scale;
 pub mod scenario;
 pub mod selectors;
 pub mod stats;
@@ -33,9 +39,12 @@ pub mod table;
 mod tls;
 pub mod watch;
 
+pub use churn::{ChurnKind, ChurnMix, ChurnReport, ChurnSpec, Churner};
 pub use error::SimError;
 pub use events::{EventSpec, EventStyle, ObjectRef};
+pub use faults::{Fault, FaultId, FaultRule, Faults};
 pub use resource::{Resource, View};
+pub use scale::{PopulateReport, ScaleSpec};
 pub use scenario::{Action, Finding, Scenario, ScenarioReport, Step, builtin_scenario};
 pub use stats::{ReadCounts, ReadSource, RequestStats, Verb};
 
@@ -76,6 +85,7 @@ pub(crate) struct SimInner {
     pub(crate) cfg: SimConfig,
     pub(crate) store: Arc<Store>,
     pub(crate) stats: stats::StatsRecorder,
+    pub(crate) faults: Faults,
     /// Event aggregation cache: aggregation key -> (namespace, event name).
     pub(crate) event_keys: Mutex<HashMap<String, (String, String)>>,
     /// Made-up uids of referenced objects the sim does not store.
@@ -121,6 +131,7 @@ impl Simulator {
                 cfg,
                 store,
                 stats: stats::StatsRecorder::default(),
+                faults: Faults::default(),
                 event_keys: Mutex::new(HashMap::new()),
                 ref_uids: Mutex::new(HashMap::new()),
                 started: objects::now_rfc3339(),
@@ -204,19 +215,42 @@ impl Simulator {
 
     /// All current objects of `resource` (optionally in one namespace), in key order.
     pub fn list(&self, resource: Resource, namespace: Option<&str>) -> Vec<Value> {
-        match self.inner.store.snapshot(resource, None) {
-            Ok(s) => s
-                .items
-                .into_iter()
-                .map(|(_, v)| v)
-                .filter(|v| {
-                    namespace.is_none_or(|ns| {
-                        v.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
-                    })
-                })
-                .collect(),
+        let prefix = namespace
+            .filter(|_| resource.namespaced())
+            .map(|ns| format!("{ns}/"));
+        match self
+            .inner
+            .store
+            .snapshot_range(resource, None, None, prefix.as_deref())
+        {
+            Ok(s) => s.items.into_iter().map(|(_, v)| v.value()).collect(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// Number of stored objects of `resource` (cheap: nothing is parsed).
+    pub fn count(&self, resource: Resource) -> usize {
+        self.inner.store.len(resource)
+    }
+
+    /// Changes of `resource` currently kept for watch resumption (at most
+    /// [`SimConfig::history_limit`]).
+    pub fn history_len(&self, resource: Resource) -> usize {
+        self.inner.store.history_len(resource)
+    }
+
+    /// Run-time fault injection (also reachable over HTTP at `/sim/faults`).
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// Compact the history like an etcd compaction at the current revision (also
+    /// `POST /sim/compact`): every watch, exact list or continue token from an older
+    /// resourceVersion then gets `410 Expired` (`too old resource version: X (Y)` for
+    /// watches), exactly as when the history overflows `history_limit`. Open watches
+    /// are not affected. Returns the compacted resourceVersion.
+    pub fn compact(&self) -> u64 {
+        self.inner.store.compact()
     }
 
     /// Replace an object (PUT semantics, resourceVersion precondition if set).

@@ -7,13 +7,12 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::SimError;
 use crate::resource::Resource;
 use crate::selectors::Selector;
 use crate::stats::ReadSource;
-use crate::store::Store;
+use crate::store::{Store, StoredObject};
 
 /// Parsed list/watch query parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,7 +39,7 @@ pub struct ListOptions {
     pub timeout_seconds: Option<u64>,
 }
 
-fn truthy(v: &str) -> bool {
+pub(crate) fn truthy(v: &str) -> bool {
     matches!(v, "true" | "1" | "True" | "TRUE")
 }
 
@@ -129,8 +128,8 @@ pub fn decode_continue(token: &str) -> Result<(u64, String), SimError> {
 pub struct ListPage {
     /// `metadata.resourceVersion` of the list.
     pub rv: u64,
-    /// Items (stored core/v1 shape).
-    pub items: Vec<Value>,
+    /// Items (stored core/v1 shape, unparsed).
+    pub items: Vec<StoredObject>,
     /// `metadata.continue`, if more items remain.
     pub continue_token: Option<String>,
     /// `metadata.remainingItemCount` (only without selectors, like the apiserver).
@@ -203,7 +202,15 @@ pub fn list(
             }
         }
     };
-    let snapshot = match store.snapshot(resource, snapshot_at) {
+    let prefix = namespace
+        .filter(|_| resource.namespaced())
+        .map(|ns| format!("{ns}/"));
+    let snapshot = match store.snapshot_range(
+        resource,
+        snapshot_at,
+        start.as_deref(),
+        prefix.as_deref(),
+    ) {
         Err(SimError::Expired(_)) if opts.continue_token.is_some() => {
             return Err(SimError::Expired(
                 "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
@@ -211,28 +218,28 @@ pub fn list(
         }
         other => other?,
     };
-    let prefix = namespace
-        .filter(|_| resource.namespaced())
-        .map(|ns| format!("{ns}/"));
-    let matching: Vec<(String, Value)> = snapshot
+    let unselective = selector.labels.is_empty() && selector.fields.is_empty();
+    // Objects are only parsed when a selector needs to look inside them.
+    let mut matching = snapshot
         .items
         .into_iter()
-        .filter(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
-        .filter(|(k, _)| start.as_deref().is_none_or(|s| k.as_str() >= s))
-        .filter(|(_, v)| selector.matches(v))
-        .collect();
-    let total = matching.len();
-    let take = limit.unwrap_or(total).min(total);
-    let has_more = take < total;
-    let last_key = if has_more {
-        matching.get(take.saturating_sub(1)).map(|(k, _)| k.clone())
+        .filter(|(_, v)| unselective || selector.matches(&v.value()));
+    let take = limit.unwrap_or(usize::MAX);
+    let mut items = Vec::new();
+    let mut last_key: Option<std::sync::Arc<str>> = None;
+    for (k, v) in matching.by_ref().take(take) {
+        items.push(v);
+        last_key = Some(k);
+    }
+    // Count (without selectors) or detect (with them) what is left for later pages.
+    let (has_more, remaining) = if unselective {
+        let rest = matching.count();
+        (rest > 0, Some(rest).filter(|r| *r > 0))
     } else {
-        None
+        (matching.next().is_some(), None)
     };
-    let items: Vec<Value> = matching.into_iter().take(take).map(|(_, v)| v).collect();
-    let continue_token = last_key.map(|k| encode_continue(snapshot.rv, &k));
-    let remaining = if has_more && selector.labels.is_empty() && selector.fields.is_empty() {
-        Some(total - take)
+    let continue_token = if has_more {
+        last_key.map(|k| encode_continue(snapshot.rv, &k))
     } else {
         None
     };
@@ -278,7 +285,7 @@ mod tests {
     fn names(p: &ListPage) -> Vec<String> {
         p.items
             .iter()
-            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .map(|i| i.value()["metadata"]["name"].as_str().unwrap().to_string())
             .collect()
     }
 
@@ -341,7 +348,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(names(&p3), vec!["p03"]);
-        assert!(p3.items[0]["metadata"]["labels"].get("changed").is_none());
+        assert!(
+            p3.items[0].value()["metadata"]["labels"]
+                .get("changed")
+                .is_none()
+        );
         assert!(p3.continue_token.is_none());
     }
 

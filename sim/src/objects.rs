@@ -31,31 +31,59 @@ pub fn ago(secs: i64) -> String {
     rfc3339(ts)
 }
 
+/// The apiserver's generateName alphabet (`k8s.io/apimachinery/pkg/util/rand`: no
+/// vowels, no confusable characters).
+pub const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
 /// Random suffix from the apiserver's generateName alphabet (no vowels, no confusables).
 pub fn random_suffix(n: usize) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::rng();
+    suffix_with(&mut rand::rng(), n)
+}
+
+/// Like [`random_suffix`] but drawn from `rng` (deterministic generators).
+pub fn suffix_with(rng: &mut impl Rng, n: usize) -> String {
     (0..n)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .map(|_| NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())] as char)
         .collect()
+}
+
+/// `n` random bytes from `rng` as lowercase hex.
+pub fn hex_with(rng: &mut impl Rng, n: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(n * 2);
+    for _ in 0..n {
+        let b: u8 = rng.random();
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+/// A version-4 UUID drawn from `rng`.
+pub fn uuid_with(rng: &mut impl Rng) -> String {
+    uuid::Builder::from_random_bytes(rng.random())
+        .into_uuid()
+        .to_string()
 }
 
 /// Random 64-hex-digit container ID with the containerd scheme.
 pub fn container_id() -> String {
-    let mut rng = rand::rng();
-    let hex: String = (0..32)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect();
-    format!("containerd://{hex}")
+    container_id_with(&mut rand::rng())
+}
+
+/// Like [`container_id`] but drawn from `rng`.
+pub fn container_id_with(rng: &mut impl Rng) -> String {
+    format!("containerd://{}", hex_with(rng, 32))
 }
 
 /// Random `sha256:` image digest.
 pub fn digest() -> String {
-    let mut rng = rand::rng();
-    let hex: String = (0..32)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect();
-    format!("sha256:{hex}")
+    digest_with(&mut rand::rng())
+}
+
+/// Like [`digest`] but drawn from `rng`.
+pub fn digest_with(rng: &mut impl Rng) -> String {
+    format!("sha256:{}", hex_with(rng, 32))
 }
 
 /// Fill in the fields the apiserver defaults on pod create (only those missing).
@@ -122,6 +150,29 @@ pub struct NodeSpec {
     pub age_secs: i64,
     /// Optional role label (`worker`, `control-plane`).
     pub role: Option<String>,
+}
+
+/// The `pod.spec.tolerations` the DefaultTolerationSeconds admission plugin adds.
+pub fn default_tolerations() -> Value {
+    json!([
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+    ])
+}
+
+/// The projected service-account token volume the ServiceAccount admission plugin adds
+/// (`kube-api-access-xxxxx`).
+pub fn service_account_volume(name: &str) -> Value {
+    json!({"name": name, "projected": {"sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+    ], "defaultMode": 420}})
+}
+
+/// The mount of [`service_account_volume`] in every container.
+pub fn service_account_mount(name: &str) -> Value {
+    json!({"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"})
 }
 
 /// The four kubelet conditions of a healthy node, with the kubelet's reasons/messages.

@@ -82,6 +82,14 @@ impl View {
         }
     }
 
+    /// API group (`""` for the core group).
+    pub fn group(self) -> &'static str {
+        match self {
+            View::CoreV1 => "",
+            View::EventsV1 => "events.k8s.io",
+        }
+    }
+
     /// Resource name used in statistics and error details (`pods`, `events.events.k8s.io`).
     pub fn qualified(self, r: Resource) -> String {
         match self {

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// API verb of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verb {
     /// LIST a collection.
@@ -39,6 +39,21 @@ impl Verb {
             Verb::Patch => "patch",
             Verb::Delete => "delete",
         }
+    }
+
+    /// Parse a lowercase verb name (`watch`).
+    pub fn parse(s: &str) -> Option<Verb> {
+        [
+            Verb::List,
+            Verb::Watch,
+            Verb::Get,
+            Verb::Create,
+            Verb::Update,
+            Verb::Patch,
+            Verb::Delete,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -76,6 +91,12 @@ pub struct RequestStats {
     pub reads: BTreeMap<String, ReadCounts>,
     /// Sum of `reads` over all resources.
     pub reads_total: ReadCounts,
+    /// Requests answered by an injected fault (see [`crate::faults`]); they are also in
+    /// `total`, `by_verb` and `by_resource`. Faults that still serve the read (a watch
+    /// dropped mid-line, a stall) also count in `reads`.
+    pub faulted: u64,
+    /// Faulted requests per resource, then per verb.
+    pub faulted_by_resource: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl RequestStats {
@@ -120,6 +141,18 @@ impl StatsRecorder {
         tracing::debug!(verb = verb.as_str(), resource, source = ?source, "request");
     }
 
+    /// Mark one already counted (or about to be counted) request as faulted.
+    pub fn record_fault(&self, verb: Verb, resource: &str) {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        s.faulted += 1;
+        *s.faulted_by_resource
+            .entry(resource.into())
+            .or_default()
+            .entry(verb.as_str().into())
+            .or_default() += 1;
+        tracing::debug!(verb = verb.as_str(), resource, "faulted request");
+    }
+
     /// Count one rejected (401) request.
     pub fn record_unauthorized(&self) {
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -148,10 +181,15 @@ mod tests {
         r.record(Verb::List, "pods", Some(ReadSource::Cache));
         r.record(Verb::Watch, "pods", Some(ReadSource::Cache));
         r.record(Verb::Create, "events", None);
+        r.record(Verb::Watch, "pods", None);
+        r.record_fault(Verb::Watch, "pods");
         let s = r.snapshot();
-        assert_eq!(s.total, 4);
+        assert_eq!(s.faulted, 1);
+        assert_eq!(s.faulted_by_resource["pods"]["watch"], 1);
+        assert_eq!(s.count("watch", "pods"), 2);
+        assert_eq!(s.total, 5);
         assert_eq!(s.count("list", "pods"), 2);
-        assert_eq!(s.by_verb["watch"], 1);
+        assert_eq!(s.by_verb["watch"], 2);
         assert_eq!(
             s.reads["pods"],
             ReadCounts {

@@ -5,12 +5,19 @@
 //! increasing resourceVersion, stamps it on the object, appends a [`Change`] to the
 //! resource's history (dropping the oldest beyond `history_limit`) and pushes it to all
 //! registered watchers — so programmatic and HTTP mutations share one code path.
-//! Objects are stored in their core/v1 JSON shape *without* `kind`/`apiVersion`.
+//!
+//! Objects are kept as compact core/v1 JSON *without* `kind`/`apiVersion`
+//! ([`StoredObject`], a cheaply clonable byte buffer): a parsed `serde_json::Value` takes
+//! 7–8 times the memory of its JSON text, which matters for a 200,000-pod cluster. A
+//! history entry shares the bytes of the object version it records, and snapshots,
+//! list pages and watch backlogs clone only reference-counted handles.
 //! Keys are `namespace/name` (or `name`), which sorts like the apiserver's etcd keys.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
@@ -40,6 +47,44 @@ impl ChangeType {
     }
 }
 
+/// One version of a stored object: its compact core/v1 JSON (no `kind`/`apiVersion`)
+/// and the resourceVersion stamped into it. Clones share the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    rv: u64,
+    json: Bytes,
+}
+
+impl StoredObject {
+    /// Serialize `object` (which must already carry `metadata.resourceVersion == rv`).
+    fn encode(object: &Value, rv: u64) -> StoredObject {
+        // Serialising a `Value` cannot fail (string keys only).
+        let mut json = serde_json::to_vec(object).unwrap_or_else(|_| b"{}".to_vec());
+        // The serializer grows its buffer by doubling; keep only what is used.
+        json.shrink_to_fit();
+        StoredObject {
+            rv,
+            json: Bytes::from(json),
+        }
+    }
+
+    /// resourceVersion of this object version.
+    pub fn rv(&self) -> u64 {
+        self.rv
+    }
+
+    /// Compact JSON of the object in its stored core/v1 shape.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// Parse the object (it was serialised by the store, so this cannot fail in
+    /// practice; a corrupt buffer would yield `null`).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+}
+
 /// One committed write.
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -47,10 +92,12 @@ pub struct Change {
     pub rv: u64,
     /// What happened.
     pub kind: ChangeType,
+    /// Storage key of the object (`namespace/name` or `name`).
+    pub key: Arc<str>,
     /// Object after the write (for deletes: the last state, stamped with the delete's RV).
-    pub object: Value,
+    pub object: StoredObject,
     /// Object before the write (`None` for creates).
-    pub prev: Option<Value>,
+    pub prev: Option<StoredObject>,
 }
 
 /// Where a watch starts.
@@ -79,7 +126,7 @@ pub struct Snapshot {
     /// resourceVersion the snapshot represents.
     pub rv: u64,
     /// `(key, object)` in key order.
-    pub items: Vec<(String, Value)>,
+    pub items: Vec<(Arc<str>, StoredObject)>,
 }
 
 /// Controls which system fields a create may keep from the caller.
@@ -100,7 +147,7 @@ pub enum Subresource {
 
 #[derive(Debug, Default)]
 struct ResourceState {
-    objects: BTreeMap<String, Value>,
+    objects: BTreeMap<Arc<str>, StoredObject>,
     history: VecDeque<Arc<Change>>,
     /// Every change with rv > compacted is in `history`.
     compacted: u64,
@@ -127,6 +174,14 @@ pub fn key(resource: Resource, namespace: Option<&str>, name: &str) -> String {
         _ => name.to_string(),
     }
 }
+
+/// Namespace part of a storage key (`None` for cluster-scoped keys).
+pub fn key_namespace(key: &str) -> Option<&str> {
+    key.split_once('/').map(|(ns, _)| ns)
+}
+
+/// Stand-in for `metadata.resourceVersion` in objects given to [`Store::create_encoded`].
+pub const RV_PLACEHOLDER: &str = "@@herald-sim-resource-version@@";
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")
@@ -199,14 +254,89 @@ impl Store {
         self.lock().resources[resource.index()].compacted
     }
 
+    /// Number of changes of `resource` kept for watch resumption (at most `history_limit`).
+    pub fn history_len(&self, resource: Resource) -> usize {
+        self.lock().resources[resource.index()].history.len()
+    }
+
+    /// Number of stored objects of `resource`.
+    pub fn len(&self, resource: Resource) -> usize {
+        self.lock().resources[resource.index()].objects.len()
+    }
+
+    /// True when no object of `resource` is stored.
+    pub fn is_empty(&self, resource: Resource) -> bool {
+        self.len(resource) == 0
+    }
+
+    /// Whether an object with this key is stored.
+    pub fn contains(&self, resource: Resource, namespace: Option<&str>, name: &str) -> bool {
+        self.lock().resources[resource.index()]
+            .objects
+            .contains_key(key(resource, namespace, name).as_str())
+    }
+
+    /// Storage keys of all objects of `resource`, in key order (no object is parsed).
+    pub fn keys(&self, resource: Resource) -> Vec<Arc<str>> {
+        self.lock().resources[resource.index()]
+            .objects
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Namespaces that hold at least one pod or event (derived from keys).
+    pub fn namespaces_in_use(&self) -> BTreeSet<String> {
+        let inner = self.lock();
+        let mut out = BTreeSet::new();
+        for r in [Resource::Pods, Resource::Events] {
+            let mut last: Option<&str> = None;
+            for k in inner.resources[r.index()].objects.keys() {
+                if let Some(ns) = key_namespace(k)
+                    && last != Some(ns)
+                {
+                    out.insert(ns.to_string());
+                    last = Some(ns);
+                }
+            }
+        }
+        out
+    }
+
+    /// Forget the change history of every resource, as an etcd compaction at the current
+    /// revision does: afterwards a watch or an exact/continued list from any older
+    /// resourceVersion gets `410 Expired`. Returns the compacted resourceVersion.
+    pub fn compact(&self) -> u64 {
+        let mut inner = self.lock();
+        let rv = inner.rv;
+        for st in &mut inner.resources {
+            st.history.clear();
+            st.compacted = rv;
+        }
+        tracing::info!(rv, "store compacted");
+        rv
+    }
+
     /// Create an object. `namespace` is the request namespace (namespaced resources).
     pub fn create(
         &self,
         resource: Resource,
         namespace: Option<&str>,
-        mut obj: Value,
+        obj: Value,
         opts: CreateOptions,
     ) -> Result<Value, SimError> {
+        self.create_stored(resource, namespace, obj, opts)
+            .map(|(v, _)| v)
+    }
+
+    /// [`Store::create`], also returning the stored form (e.g. for its size).
+    pub fn create_stored(
+        &self,
+        resource: Resource,
+        namespace: Option<&str>,
+        mut obj: Value,
+        opts: CreateOptions,
+    ) -> Result<(Value, StoredObject), SimError> {
         strip_type_meta(&mut obj);
         let obj_ns = meta_str(&obj, "namespace").map(str::to_string);
         let ns = if resource.namespaced() {
@@ -269,7 +399,7 @@ impl Store {
         if resource == Resource::Pods {
             objects::default_pod(&mut obj);
         }
-        let k = key(resource, ns.as_deref(), &name);
+        let k: Arc<str> = Arc::from(key(resource, ns.as_deref(), &name));
         let mut inner = self.lock();
         if inner.resources[resource.index()].objects.contains_key(&k) {
             return Err(SimError::AlreadyExists {
@@ -277,8 +407,47 @@ impl Store {
                 name,
             });
         }
-        let change = inner.commit(resource, ChangeType::Added, k, obj, None);
-        Ok(change.object.clone())
+        Ok(inner.commit_stored(resource, ChangeType::Added, k, obj, None))
+    }
+
+    /// Create an object that was built, defaulted and serialised elsewhere (the scale
+    /// population does that on worker threads): `json` is its compact core/v1 JSON with
+    /// [`RV_PLACEHOLDER`] as `metadata.resourceVersion`, at byte offset `rv_at`, and `key`
+    /// its storage key. The placeholder is replaced by the new resourceVersion.
+    pub fn create_encoded(
+        &self,
+        resource: Resource,
+        key: &str,
+        json: &[u8],
+        rv_at: usize,
+    ) -> Result<StoredObject, SimError> {
+        let marker = RV_PLACEHOLDER.as_bytes();
+        if json.get(rv_at..rv_at + marker.len()) != Some(marker) {
+            return Err(SimError::BadRequest(
+                "pre-encoded object without a resourceVersion placeholder".into(),
+            ));
+        }
+        let k: Arc<str> = Arc::from(key);
+        let mut inner = self.lock();
+        if inner.resources[resource.index()].objects.contains_key(&k) {
+            return Err(SimError::AlreadyExists {
+                resource: resource.plural().into(),
+                name: key.rsplit('/').next().unwrap_or(key).into(),
+            });
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        let digits = rv.to_string();
+        let mut out = Vec::with_capacity(json.len() - marker.len() + digits.len());
+        out.extend_from_slice(&json[..rv_at]);
+        out.extend_from_slice(digits.as_bytes());
+        out.extend_from_slice(&json[rv_at + marker.len()..]);
+        let stored = StoredObject {
+            rv,
+            json: Bytes::from(out),
+        };
+        inner.record(resource, ChangeType::Added, k, stored.clone(), None);
+        Ok(stored)
     }
 
     /// Get one object.
@@ -288,10 +457,21 @@ impl Store {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Value, SimError> {
+        self.get_stored(resource, namespace, name)
+            .map(|o| o.value())
+    }
+
+    /// Get one object without parsing it.
+    pub fn get_stored(
+        &self,
+        resource: Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<StoredObject, SimError> {
         let inner = self.lock();
         inner.resources[resource.index()]
             .objects
-            .get(&key(resource, namespace, name))
+            .get(key(resource, namespace, name).as_str())
             .cloned()
             .ok_or_else(|| not_found(resource, name))
     }
@@ -324,11 +504,12 @@ impl Store {
     ) -> Result<Value, SimError> {
         let k = key(resource, namespace, name);
         let mut inner = self.lock();
-        let existing = inner.resources[resource.index()]
+        let (k, stored) = inner.resources[resource.index()]
             .objects
-            .get(&k)
-            .cloned()
+            .get_key_value(k.as_str())
+            .map(|(k, v)| (k.clone(), v.clone()))
             .ok_or_else(|| not_found(resource, name))?;
+        let existing = stored.value();
         let mut candidate = existing.clone();
         f(&mut candidate)?;
         strip_type_meta(&mut candidate);
@@ -394,8 +575,7 @@ impl Store {
         if same_ignoring_rv(&result, &existing) {
             return Ok(existing);
         }
-        let change = inner.commit(resource, ChangeType::Modified, k, result, Some(existing));
-        Ok(change.object.clone())
+        Ok(inner.commit(resource, ChangeType::Modified, k, result, Some(stored)))
     }
 
     /// Delete an object, returning its last state.
@@ -407,33 +587,50 @@ impl Store {
     ) -> Result<Value, SimError> {
         let k = key(resource, namespace, name);
         let mut inner = self.lock();
-        let existing = inner.resources[resource.index()]
+        let (k, stored) = inner.resources[resource.index()]
             .objects
-            .get(&k)
-            .cloned()
+            .get_key_value(k.as_str())
+            .map(|(k, v)| (k.clone(), v.clone()))
             .ok_or_else(|| not_found(resource, name))?;
-        let change = inner.commit(
-            resource,
-            ChangeType::Deleted,
-            k,
-            existing.clone(),
-            Some(existing),
-        );
-        Ok(change.object.clone())
+        let last = stored.value();
+        Ok(inner.commit(resource, ChangeType::Deleted, k, last, Some(stored)))
     }
 
     /// Snapshot of `resource` now (`exact == None`) or exactly at resourceVersion `exact`.
     pub fn snapshot(&self, resource: Resource, exact: Option<u64>) -> Result<Snapshot, SimError> {
+        self.snapshot_range(resource, exact, None, None)
+    }
+
+    /// Like [`Store::snapshot`] but only keys `>= from` that start with `prefix` (both
+    /// optional), so a page of a large list does not copy the whole key space.
+    pub fn snapshot_range(
+        &self,
+        resource: Resource,
+        exact: Option<u64>,
+        from: Option<&str>,
+        prefix: Option<&str>,
+    ) -> Result<Snapshot, SimError> {
         let inner = self.lock();
         let st = &inner.resources[resource.index()];
+        let lower = match (from, prefix) {
+            (Some(f), Some(p)) => Some(if f > p { f } else { p }),
+            (f, p) => f.or(p),
+        };
+        let in_range =
+            |k: &str| lower.is_none_or(|l| k >= l) && prefix.is_none_or(|p| k.starts_with(p));
+        let range = || {
+            let lb = match lower {
+                Some(l) => Bound::Included(l),
+                None => Bound::Unbounded,
+            };
+            st.objects
+                .range::<str, _>((lb, Bound::Unbounded))
+                .take_while(|(k, _)| prefix.is_none_or(|p| k.starts_with(p)))
+        };
         let Some(at) = exact else {
             return Ok(Snapshot {
                 rv: inner.rv,
-                items: st
-                    .objects
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                items: range().map(|(k, v)| (k.clone(), v.clone())).collect(),
             });
         };
         if at > inner.rv {
@@ -447,17 +644,25 @@ impl Store {
                 "The resourceVersion for the provided list is too old.".into(),
             ));
         }
-        let mut objects = st.objects.clone();
+        // Undo, newest first, every change after `at` (only for keys in range).
+        let mut overrides: BTreeMap<Arc<str>, Option<StoredObject>> = BTreeMap::new();
         for change in st.history.iter().rev().take_while(|c| c.rv > at) {
-            let k = object_key(resource, &change.object);
-            match (change.kind, &change.prev) {
-                (ChangeType::Added, _) => {
-                    objects.remove(&k);
-                }
-                (ChangeType::Modified | ChangeType::Deleted, Some(prev)) => {
-                    objects.insert(k, prev.clone());
-                }
-                (_, None) => {}
+            if !in_range(&change.key) {
+                continue;
+            }
+            let before = match change.kind {
+                ChangeType::Added => None,
+                ChangeType::Modified | ChangeType::Deleted => change.prev.clone(),
+            };
+            overrides.insert(change.key.clone(), before);
+        }
+        let mut objects: BTreeMap<Arc<str>, StoredObject> = range()
+            .filter(|(k, _)| !overrides.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in overrides {
+            if let Some(v) = v {
+                objects.insert(k, v);
             }
         }
         Ok(Snapshot {
@@ -474,13 +679,12 @@ impl Store {
         let initial: Vec<Arc<Change>> = match start {
             WatchStart::State => st
                 .objects
-                .values()
-                .map(|o| {
+                .iter()
+                .map(|(k, o)| {
                     Arc::new(Change {
-                        rv: meta_str(o, "resourceVersion")
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(rv),
+                        rv: o.rv,
                         kind: ChangeType::Added,
+                        key: k.clone(),
                         object: o.clone(),
                         prev: None,
                     })
@@ -522,26 +726,48 @@ fn not_found(resource: Resource, name: &str) -> SimError {
     }
 }
 
-fn object_key(resource: Resource, obj: &Value) -> String {
-    key(
-        resource,
-        meta_str(obj, "namespace"),
-        meta_str(obj, "name").unwrap_or(""),
-    )
-}
-
 impl Inner {
+    /// Stamp the next resourceVersion on `object`, store it, record the change and fan
+    /// it out. Returns the object as stored.
     fn commit(
         &mut self,
         resource: Resource,
         kind: ChangeType,
-        key: String,
+        key: Arc<str>,
+        object: Value,
+        prev: Option<StoredObject>,
+    ) -> Value {
+        self.commit_stored(resource, kind, key, object, prev).0
+    }
+
+    /// [`Inner::commit`], also returning the stored form.
+    fn commit_stored(
+        &mut self,
+        resource: Resource,
+        kind: ChangeType,
+        key: Arc<str>,
         mut object: Value,
-        prev: Option<Value>,
-    ) -> Arc<Change> {
+        prev: Option<StoredObject>,
+    ) -> (Value, StoredObject) {
         self.rv += 1;
         let rv = self.rv;
         set_rv(&mut object, rv);
+        let stored = StoredObject::encode(&object, rv);
+        self.record(resource, kind, key, stored.clone(), prev);
+        (object, stored)
+    }
+
+    /// Store (or remove) one new object version, append it to the history (dropping the
+    /// oldest beyond the limit) and send it to the watchers.
+    fn record(
+        &mut self,
+        resource: Resource,
+        kind: ChangeType,
+        key: Arc<str>,
+        stored: StoredObject,
+        prev: Option<StoredObject>,
+    ) {
+        let rv = stored.rv;
         let limit = self.history_limit;
         let st = &mut self.resources[resource.index()];
         match kind {
@@ -549,13 +775,14 @@ impl Inner {
                 st.objects.remove(&key);
             }
             _ => {
-                st.objects.insert(key, object.clone());
+                st.objects.insert(key.clone(), stored.clone());
             }
         }
         let change = Arc::new(Change {
             rv,
             kind,
-            object,
+            key,
+            object: stored,
             prev,
         });
         st.history.push_back(change.clone());
@@ -571,7 +798,6 @@ impl Inner {
             kind = kind.as_str(),
             "committed"
         );
-        change
     }
 }
 
@@ -794,12 +1020,78 @@ mod tests {
         )
         .unwrap();
         let snap = s.snapshot(Resource::Pods, Some(at)).unwrap();
-        let names: Vec<_> = snap.items.iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&str> = snap.items.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(names, vec!["default/a", "default/b", "default/c"]);
-        assert!(snap.items[0].1["metadata"].get("labels").is_none());
+        assert!(snap.items[0].1.value()["metadata"].get("labels").is_none());
         let now = s.snapshot(Resource::Pods, None).unwrap();
         assert_eq!(now.items.len(), 3);
         assert!(s.snapshot(Resource::Pods, Some(999)).is_err());
+    }
+
+    #[test]
+    fn pre_encoded_objects_get_their_resource_version_spliced_in() {
+        let s = Store::new(10);
+        s.create(
+            Resource::Pods,
+            Some("default"),
+            pod("a"),
+            CreateOptions::default(),
+        )
+        .unwrap();
+        let json = format!(
+            r#"{{"metadata":{{"name":"b","namespace":"default","resourceVersion":"{RV_PLACEHOLDER}"}}}}"#
+        );
+        let at = json.find(RV_PLACEHOLDER).unwrap();
+        let mut h = s.watch(Resource::Pods, WatchStart::After(1)).unwrap();
+        let stored = s
+            .create_encoded(Resource::Pods, "default/b", json.as_bytes(), at)
+            .unwrap();
+        assert_eq!(stored.rv(), 2);
+        assert_eq!(
+            stored.json().as_ref(),
+            br#"{"metadata":{"name":"b","namespace":"default","resourceVersion":"2"}}"#
+        );
+        assert_eq!(
+            rv_of(&s.get(Resource::Pods, Some("default"), "b").unwrap()),
+            2
+        );
+        assert_eq!(h.rx.try_recv().unwrap().kind, ChangeType::Added);
+        let err = s
+            .create_encoded(Resource::Pods, "default/b", json.as_bytes(), at)
+            .unwrap_err();
+        assert!(matches!(err, SimError::AlreadyExists { .. }));
+        assert!(
+            s.create_encoded(Resource::Pods, "default/c", b"{}", 0)
+                .is_err()
+        );
+        assert!(s.contains(Resource::Pods, Some("default"), "b"));
+        assert_eq!(s.len(Resource::Pods), 2);
+    }
+
+    #[test]
+    fn compaction_forgets_history() {
+        let s = Store::new(100);
+        for n in ["a", "b", "c"] {
+            s.create(
+                Resource::Pods,
+                Some("default"),
+                pod(n),
+                CreateOptions::default(),
+            )
+            .unwrap();
+        }
+        assert_eq!(s.history_len(Resource::Pods), 3);
+        assert_eq!(s.compact(), 3);
+        assert_eq!(s.history_len(Resource::Pods), 0);
+        let err = s.watch(Resource::Pods, WatchStart::After(2)).unwrap_err();
+        assert_eq!(err.to_string(), "too old resource version: 2 (3)");
+        assert!(s.watch(Resource::Pods, WatchStart::After(3)).is_ok());
+        assert_eq!(s.snapshot(Resource::Pods, Some(2)).unwrap_err().code(), 410);
+        assert_eq!(s.snapshot(Resource::Pods, Some(3)).unwrap().items.len(), 3);
+        assert_eq!(
+            s.namespaces_in_use().into_iter().collect::<Vec<_>>(),
+            vec!["default".to_string()]
+        );
     }
 
     #[test]
@@ -819,6 +1111,6 @@ mod tests {
         s.delete(Resource::Pods, Some("default"), "a").unwrap();
         let c = h.rx.try_recv().unwrap();
         assert_eq!(c.kind, ChangeType::Deleted);
-        assert_eq!(rv_of(&c.object), 2);
+        assert_eq!(rv_of(&c.object.value()), 2);
     }
 }

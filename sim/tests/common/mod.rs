@@ -94,3 +94,30 @@ pub fn rv(v: &Value) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// A real captured object from tests/fixtures (see SOURCES.md).
+pub fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Top-level keys of a JSON object.
+pub fn keys(v: &Value) -> std::collections::BTreeSet<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `keys(v)` minus `drop`.
+pub fn keys_without(v: &Value, drop: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut k = keys(v);
+    for d in drop {
+        k.remove(*d);
+    }
+    k
+}
+
+/// Fixed instant for deterministic populations.
+pub fn fixed_now() -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_750_000_000).unwrap()
+}
