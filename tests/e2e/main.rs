@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
+mod faults;
 mod harness;
 mod kubectl;
 mod pipeline;
+mod restart;

@@ -1,0 +1,210 @@
+//! Restarts of `herald run` against the simulator: a restart within the server's history
+//! resumes every watch from the stored checkpoint with no LIST at all; a restart after the
+//! history was compacted (410 Expired) re-syncs once, and the compact state stored with the
+//! checkpoint lets it report what happened while it was down exactly once, and nothing that
+//! it had reported before.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use herald_sim::{Resource as SimResource, SimConfig, Simulator};
+use serde_json::{Value, json};
+
+use crate::harness::{Receiver, Service, herald, wait_for};
+
+const OOM_NS: &str = "shop";
+const OOM_POD: &str = "cart-6b8f9d7c54-k2x9p";
+
+fn config(kubeconfig: &Path, hook: &str) -> String {
+    format!(
+        r#"
+cluster: e2e
+kubeconfig: {kubeconfig}
+listen: 127.0.0.1:0
+channels:
+  hook:
+    type: webhook
+    url: {{ value: "{hook}" }}
+subscriptions:
+  - name: oncall
+    channels: [hook]
+"#,
+        kubeconfig = kubeconfig.display()
+    )
+}
+
+/// Starts `herald run` and waits until every resource is synced.
+async fn start_ready(data: &Path, cfg: &Path, logs: &Path) -> Service {
+    let _ = std::fs::remove_file(data.join("service.json"));
+    let svc = Service::start(data, &["run", "--config", cfg.to_str().unwrap()], logs);
+    let api = wait_for("service.json", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(data.join("service.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        Some(v["api"].as_str()?.to_string())
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = client.get(format!("{api}/readyz")).send().await;
+        if ok.is_ok_and(|r| r.status().is_success()) {
+            return svc;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready:\n{}",
+            svc.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The kubelet's view of an OOM kill of the pod's first container: restartCount + 1 and
+/// `lastState.terminated` with reason `OOMKilled` and exit code 137, running again.
+fn oom_kill(pod: &mut Value) {
+    let now = jiff::Timestamp::now().to_string();
+    let cs = &mut pod["status"]["containerStatuses"][0];
+    let restarts = cs["restartCount"].as_u64().unwrap_or(0);
+    let started = cs["state"]["running"]["startedAt"].clone();
+    let id = cs["containerID"].clone();
+    cs["restartCount"] = json!(restarts + 1);
+    cs["lastState"] = json!({"terminated": {"exitCode": 137, "reason": "OOMKilled",
+        "startedAt": started, "finishedAt": now, "containerID": id}});
+    cs["state"] = json!({"running": {"startedAt": now}});
+    cs["containerID"] =
+        json!("containerd://0f5e1c2d3b4a59687766554433221100ffeeddccbbaa99887766554433221100");
+}
+
+fn list_requests(sim: &Simulator) -> u64 {
+    let st = sim.stats();
+    ["pods", "nodes", "events"]
+        .iter()
+        .map(|r| st.count("list", r))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_resume_without_listing_and_report_the_downtime_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sim = Simulator::new(SimConfig {
+        token: "e2e-token".into(),
+        ..Default::default()
+    });
+    let server = sim.serve().await.unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let scenario = herald_sim::builtin_scenario("incident").unwrap();
+    sim.seed(&scenario).unwrap();
+    let (receiver, hook) = Receiver::start().await;
+    let cfg = dir.path().join("herald.yaml");
+    std::fs::write(&cfg, config(&kubeconfig, &hook)).unwrap();
+
+    // 1. First start: an initial sync from the watch cache, then stop.
+    let svc = start_ready(&data, &cfg, dir.path()).await;
+    assert!(svc.stop().success());
+    let first = sim.stats();
+    assert_eq!(
+        first.reads_total.storage, 0,
+        "nothing read from etcd: {first:#?}"
+    );
+
+    // 2. Restart within the history window: every watch resumes, zero LIST requests.
+    sim.reset_stats();
+    let svc = start_ready(&data, &cfg, dir.path()).await;
+    assert!(svc.stop().success());
+    let resumed = sim.stats();
+    assert_eq!(
+        list_requests(&sim),
+        0,
+        "resumed without listing: {resumed:#?}"
+    );
+    for r in ["pods", "nodes", "events"] {
+        assert!(resumed.count("watch", r) >= 1, "{r} watched: {resumed:#?}");
+    }
+
+    // 3. While herald is down: a container is OOM-killed, and the history is compacted, so
+    //    the stored resourceVersions are too old (410 Expired) when herald comes back.
+    sim.modify(SimResource::Pods, Some(OOM_NS), OOM_POD, true, oom_kill)
+        .unwrap();
+    sim.compact();
+    sim.reset_stats();
+    let svc = start_ready(&data, &cfg, dir.path()).await;
+    let opened = wait_for(
+        "the OOMKilled notification",
+        Duration::from_secs(30),
+        || {
+            let bodies = receiver.bodies();
+            let oom: Vec<Value> = bodies
+                .into_iter()
+                .filter(|b| b["change"]["incident"]["rule"] == "OOMKilled")
+                .collect();
+            (!oom.is_empty()).then_some(oom)
+        },
+    )
+    .await;
+    // Give a duplicate the time to show up, if there were one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = herald(
+        &data,
+        &[
+            "history",
+            "pod",
+            &format!("{OOM_NS}/{OOM_POD}"),
+            "-o",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = svc.stderr();
+    assert!(svc.stop().success());
+    let after = sim.stats();
+    assert_eq!(
+        after.reads_total.storage, 0,
+        "the re-sync used the watch cache: {after:#?}"
+    );
+
+    assert_eq!(
+        opened.len(),
+        1,
+        "one notification for the downtime's OOM kill: {opened:#?}"
+    );
+    assert_eq!(opened[0]["change"]["incident"]["subject"]["name"], OOM_POD);
+    let all: Vec<Value> = receiver.bodies();
+    let rules: BTreeSet<String> = all
+        .iter()
+        .map(|b| {
+            b["change"]["incident"]["rule"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(rules, BTreeSet::from(["OOMKilled".to_string()]), "{all:#?}");
+
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records = history["records"].as_array().unwrap();
+    let ooms = records
+        .iter()
+        .filter(|r| {
+            r["body"]["change"]["change"] == "container_terminated"
+                && r["body"]["change"]["reason"] == "OOMKilled"
+        })
+        .count();
+    assert_eq!(ooms, 1, "the OOM kill recorded once: {history:#}");
+    let created = records
+        .iter()
+        .filter(|r| r["body"]["change"]["change"] == "created")
+        .count();
+    assert_eq!(
+        created, 0,
+        "a pod known before the restart is not new: {history:#}"
+    );
+    assert!(stderr.contains("compact state restored"), "{stderr}");
+    server.shutdown().await;
+}
