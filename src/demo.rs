@@ -71,6 +71,12 @@ pub async fn run(args: DemoArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode> 
     );
     println!("herald demo: store at {}", data_dir.display());
 
+    // Every run starts a new simulator: a cluster of its own, whose resourceVersions and uids
+    // have nothing to do with the previous run's. Keep the history, forget where the last
+    // run's watches were.
+    Store::open(&data_dir)
+        .and_then(|s| s.reset_watch_positions())
+        .with_context(|| format!("cannot prepare the store at {}", data_dir.display()))?;
     let config = demo_config(&kubeconfig, args.webhook.as_deref())?;
     let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();

@@ -55,6 +55,16 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets every watch checkpoint and all compact state, so the next watcher lists from
+    /// scratch (for a data directory reused against another cluster, such as each run of
+    /// `herald demo` with its new simulator). Records and incidents are kept.
+    pub fn reset_watch_positions(&self) -> Result<(), StoreError> {
+        self.inner.checkpoints.clear()?;
+        self.inner.watch_state.clear()?;
+        tracing::info!("watch checkpoints and compact state cleared");
+        Ok(())
+    }
+
     /// The stored compact state of every object of `resource`, in key order.
     pub fn watch_states(&self, resource: &str) -> Result<Vec<ObjectState>, StoreError> {
         let prefix = keys::str_prefix(resource);

@@ -547,6 +547,15 @@ fn watch_states_are_kept_per_resource_and_survive_reopen() {
         vec![st("x", Some("other"))]
     );
     assert_eq!(store.watch_states("nodes").unwrap(), vec![]);
+    store
+        .put_checkpoint(&Checkpoint {
+            resource: "pods".into(),
+            resource_version: "9".into(),
+        })
+        .unwrap();
+    store.reset_watch_positions().unwrap();
+    assert_eq!(store.watch_states("pods").unwrap(), vec![]);
+    assert_eq!(store.checkpoint("pods").unwrap(), None);
 }
 
 #[tokio::test]
