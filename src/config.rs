@@ -350,10 +350,11 @@ impl Config {
             });
         }
         if cfg.watch.page_size == 0 {
+            let at = locate(text, "watch.page_size");
             issues.push(ConfigIssue {
                 file: path.to_path_buf(),
-                line: locate(text, "watch.page_size").map(|(l, _)| l),
-                column: locate(text, "watch.page_size").map(|(_, c)| c),
+                line: at.map(|(l, _)| l),
+                column: at.map(|(_, c)| c),
                 message: "watch.page_size must be at least 1".to_string(),
             });
         }

@@ -146,10 +146,17 @@ pub async fn run_service(
     let channels = Arc::new(Channels::build(&cfg.channels).context("invalid channels")?);
     let renderer = Renderer::new(&BTreeMap::new()).context("invalid templates")?;
     // Watcher.
+    // Resume points and, with them, the compact state (without a resume point the watcher
+    // lists, and the state would only be replaced).
     let mut resume = BTreeMap::new();
-    for resource in ["events", "pods", "nodes"] {
-        if let Some(cp) = store.checkpoint(resource)? {
-            resume.insert(resource.to_string(), cp.resource_version);
+    let mut restored = Vec::new();
+    for resource in Resource::ALL {
+        if let Some(cp) = store.checkpoint(resource.as_str())? {
+            resume.insert(resource.as_str().to_string(), cp.resource_version);
+            let states = store.watch_states(resource.as_str())?;
+            if !states.is_empty() {
+                restored.push((resource, states));
+            }
         }
     }
     let wcfg = WatcherConfig {
@@ -164,14 +171,8 @@ pub async fn run_service(
     .with_resources(cfg.watch.events, cfg.watch.pods, cfg.watch.nodes);
     let (tx, mut rx) = mpsc::channel::<WatchItem>(4096);
     let mut watcher = Watcher::new(client, wcfg);
-    for resource in Resource::ALL {
-        // The compact state only matters with a resume point; without one the watcher lists.
-        if store.checkpoint(resource.as_str())?.is_some() {
-            let states = store.watch_states(resource.as_str())?;
-            if !states.is_empty() {
-                watcher = watcher.with_restored_state(resource, states);
-            }
-        }
+    for (resource, states) in restored {
+        watcher = watcher.with_restored_state(resource, states);
     }
     let metrics = Arc::new(Metrics::new(watcher.stats()));
 

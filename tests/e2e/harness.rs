@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use serde_json::Value;
 
 /// Path of the built `herald` binary.
 pub fn herald_bin() -> PathBuf {
@@ -150,6 +151,33 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> O
         assert!(
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `herald run --config CFG` on `data` and waits until its query API says every
+/// resource is synced; returns the service and the API's base URL.
+pub async fn start_ready(data: &Path, cfg: &Path, logs: &Path) -> (Service, String) {
+    let _ = std::fs::remove_file(data.join("service.json"));
+    let svc = Service::start(data, &["run", "--config", cfg.to_str().unwrap()], logs);
+    let api = wait_for("service.json", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(data.join("service.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        Some(v["api"].as_str()?.to_string())
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = client.get(format!("{api}/readyz")).send().await;
+        if ok.is_ok_and(|r| r.status().is_success()) {
+            return (svc, api);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready:\n{}",
+            svc.stderr()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

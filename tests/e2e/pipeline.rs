@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Receiver, Service, herald, wait_for};
+use crate::harness::{Receiver, herald, start_ready, wait_for};
 
 fn config(kubeconfig: &std::path::Path, hook: &str) -> String {
     format!(
@@ -77,36 +77,9 @@ async fn incident_scenario_end_to_end() {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let svc = Service::start(
-        &data,
-        &["run", "--config", cfg_path.to_str().unwrap()],
-        dir.path(),
-    );
     // Ready once every watcher finished its initial sync.
-    let api = wait_for("service.json", Duration::from_secs(60), || {
-        let text = std::fs::read_to_string(data.join("service.json")).ok()?;
-        let v: Value = serde_json::from_str(&text).ok()?;
-        Some(v["api"].as_str()?.to_string())
-    })
-    .await;
+    let (svc, api) = start_ready(&data, &cfg_path, dir.path()).await;
     let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok = client
-            .get(format!("{api}/readyz"))
-            .send()
-            .await
-            .map(|r| r.status().is_success());
-        if matches!(ok, Ok(true)) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not ready; stderr:\n{}",
-            svc.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // The watcher's metrics are exported, per resource.
     let metrics = client.get(format!("{api}/metrics")).send().await.unwrap();

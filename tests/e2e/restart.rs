@@ -11,7 +11,7 @@ use std::time::Duration;
 use herald_sim::{Resource as SimResource, SimConfig, Simulator};
 use serde_json::{Value, json};
 
-use crate::harness::{Receiver, Service, herald, wait_for};
+use crate::harness::{Receiver, herald, start_ready, wait_for};
 
 const OOM_NS: &str = "shop";
 const OOM_POD: &str = "cart-6b8f9d7c54-k2x9p";
@@ -32,32 +32,6 @@ subscriptions:
 "#,
         kubeconfig = kubeconfig.display()
     )
-}
-
-/// Starts `herald run` and waits until every resource is synced.
-async fn start_ready(data: &Path, cfg: &Path, logs: &Path) -> Service {
-    let _ = std::fs::remove_file(data.join("service.json"));
-    let svc = Service::start(data, &["run", "--config", cfg.to_str().unwrap()], logs);
-    let api = wait_for("service.json", Duration::from_secs(60), || {
-        let text = std::fs::read_to_string(data.join("service.json")).ok()?;
-        let v: Value = serde_json::from_str(&text).ok()?;
-        Some(v["api"].as_str()?.to_string())
-    })
-    .await;
-    let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok = client.get(format!("{api}/readyz")).send().await;
-        if ok.is_ok_and(|r| r.status().is_success()) {
-            return svc;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not ready:\n{}",
-            svc.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The kubelet's view of an OOM kill of the pod's first container: restartCount + 1 and
@@ -102,7 +76,7 @@ async fn restarts_resume_without_listing_and_report_the_downtime_once() {
     std::fs::write(&cfg, config(&kubeconfig, &hook)).unwrap();
 
     // 1. First start: an initial sync from the watch cache, then stop.
-    let svc = start_ready(&data, &cfg, dir.path()).await;
+    let (svc, _) = start_ready(&data, &cfg, dir.path()).await;
     assert!(svc.stop().success());
     let first = sim.stats();
     assert_eq!(
@@ -112,7 +86,7 @@ async fn restarts_resume_without_listing_and_report_the_downtime_once() {
 
     // 2. Restart within the history window: every watch resumes, zero LIST requests.
     sim.reset_stats();
-    let svc = start_ready(&data, &cfg, dir.path()).await;
+    let (svc, _) = start_ready(&data, &cfg, dir.path()).await;
     assert!(svc.stop().success());
     let resumed = sim.stats();
     assert_eq!(
@@ -130,7 +104,7 @@ async fn restarts_resume_without_listing_and_report_the_downtime_once() {
         .unwrap();
     sim.compact();
     sim.reset_stats();
-    let svc = start_ready(&data, &cfg, dir.path()).await;
+    let (svc, _) = start_ready(&data, &cfg, dir.path()).await;
     let opened = wait_for(
         "the OOMKilled notification",
         Duration::from_secs(30),
