@@ -8,6 +8,7 @@ pub mod notification;
 pub mod object;
 pub mod record;
 pub mod severity;
+pub mod silence;
 pub mod time;
 
 pub use incident::{Incident, IncidentChange, IncidentId, IncidentState, Transition};
@@ -18,6 +19,7 @@ pub use record::{
     PodTransition, Record, RecordBody, RecordId,
 };
 pub use severity::Severity;
+pub use silence::{Silence, SilenceMatcher};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 
 /// Errors from parsing domain values (severities, object keys) given as text.
