@@ -24,7 +24,7 @@ pub mod webhook;
 #[cfg(test)]
 mod testutil;
 
-pub use channel::{BoxFuture, Channel, ChannelKind, Channels};
+pub use channel::{BoxFuture, Channel, ChannelKind, Channels, Quota};
 pub use config::{ChannelConfig, ConfigIssue, MatchConfig, SubscriptionConfig, validate};
 pub use console::{ConsoleChannel, ConsoleConfig};
 pub use dispatch::{Dispatcher, RetryPolicy, Sleeper, TokioSleeper};
