@@ -31,6 +31,7 @@ mod keys;
 mod outbox;
 mod records;
 mod retention;
+mod silences;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,6 +42,7 @@ use herald_core::Timestamp;
 use sled::transaction::TransactionError;
 
 pub use error::StoreError;
+pub use outbox::Fate;
 pub use retention::PruneStats;
 
 /// Names of the sled trees. Index trees hold empty values; everything is in their keys.
@@ -75,6 +77,13 @@ mod tree {
     pub const NOTIFICATIONS_BY_INCIDENT: &str = "notifications_by_incident";
     /// (notification id, at, seq) -> delivery attempt.
     pub const DELIVERIES: &str = "deliveries";
+    /// Notification id -> (), for dead letters (failed for good, until retried).
+    pub const NOTIFICATIONS_DEAD: &str = "notifications_dead";
+    /// Notification id -> fate, for notifications settled without a send of their own (folded
+    /// into a digest, silenced).
+    pub const NOTIFICATION_FATES: &str = "notification_fates";
+    /// Silence id -> silence.
+    pub const SILENCES: &str = "silences";
 }
 
 /// The subdirectory of the data directory that holds the sled database.
@@ -111,6 +120,9 @@ struct Inner {
     notifications_pending: sled::Tree,
     notifications_by_incident: sled::Tree,
     deliveries: sled::Tree,
+    notifications_dead: sled::Tree,
+    notification_fates: sled::Tree,
+    silences: sled::Tree,
 }
 
 impl fmt::Debug for Store {
@@ -230,6 +242,9 @@ impl Store {
             notifications_pending: open(tree::NOTIFICATIONS_PENDING)?,
             notifications_by_incident: open(tree::NOTIFICATIONS_BY_INCIDENT)?,
             deliveries: open(tree::DELIVERIES)?,
+            notifications_dead: open(tree::NOTIFICATIONS_DEAD)?,
+            notification_fates: open(tree::NOTIFICATION_FATES)?,
+            silences: open(tree::SILENCES)?,
             db,
         };
         tracing::info!(
@@ -270,6 +285,9 @@ impl Store {
                 &i.notifications_by_incident,
             ),
             (tree::DELIVERIES, &i.deliveries),
+            (tree::NOTIFICATIONS_DEAD, &i.notifications_dead),
+            (tree::NOTIFICATION_FATES, &i.notification_fates),
+            (tree::SILENCES, &i.silences),
         ] {
             trees.insert(name.to_string(), t.len());
         }

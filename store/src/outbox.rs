@@ -1,14 +1,41 @@
 //! The notification outbox (notifications keyed by idempotency key, the pending set, the
-//! per-incident index), delivery attempts, watch checkpoints and the watcher's compact state.
+//! per-incident index), delivery attempts, dead letters and their retry, the fates of
+//! notifications settled without a send of their own (digested, silenced), watch checkpoints
+//! and the watcher's compact state.
+//!
+//! A notification is in exactly one of these states: pending (in `notifications_pending`; the
+//! value is empty, or the instant of a `retry` of a dead letter), delivered (a `Delivered`
+//! attempt), dead (in `notifications_dead`), or settled with a [`Fate`].
 
 use herald_core::{
-    Checkpoint, DeliveryAttempt, DeliveryOutcome, IncidentId, Notification, ObjectState,
+    Checkpoint, DeliveryAttempt, DeliveryOutcome, IncidentId, Notification, ObjectState, Timestamp,
 };
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use crate::codec::{decode, encode};
 use crate::keys::{self, TS_LEN};
 use crate::{Store, StoreError, tree, tx_error};
+
+/// Why a notification left the pending set without a send of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fate", rename_all = "snake_case")]
+pub enum Fate {
+    /// Folded into the digest notification `digest_id` (over budget, or held in quiet hours).
+    Digested {
+        /// The digest's id.
+        digest_id: String,
+        /// When it was folded.
+        at: Timestamp,
+    },
+    /// Suppressed by the silence `silence_id`.
+    Silenced {
+        /// The silence's id.
+        silence_id: String,
+        /// When it was suppressed.
+        at: Timestamp,
+    },
+}
 
 impl Store {
     /// The stored watch position of `resource` (`pods`, `nodes`, `events`).
@@ -152,11 +179,21 @@ impl Store {
         if !i.notifications.contains_key(a.notification_id.as_bytes())? {
             tracing::warn!(notification_id = %a.notification_id, "delivery attempt for an unknown notification");
         }
-        (&i.deliveries, &i.notifications_pending)
-            .transaction(|(deliveries, pending)| {
+        let dead_now = matches!(a.outcome, DeliveryOutcome::Dead { .. });
+        (
+            &i.deliveries,
+            &i.notifications_pending,
+            &i.notifications_dead,
+        )
+            .transaction(|(deliveries, pending, dead)| {
                 deliveries.insert(key.as_slice(), value.clone())?;
                 if settled {
                     pending.remove(a.notification_id.as_bytes())?;
+                }
+                if dead_now {
+                    dead.insert(a.notification_id.as_bytes(), &[][..])?;
+                } else if settled {
+                    dead.remove(a.notification_id.as_bytes())?;
                 }
                 Ok(())
             })
@@ -212,5 +249,179 @@ impl Store {
                     })
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// Whether notification `id` is still pending (neither delivered, dead nor settled).
+    pub fn is_pending(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .inner
+            .notifications_pending
+            .contains_key(id.as_bytes())?)
+    }
+
+    /// When the pending notification `id` was last put back by [`Store::retry_notification`]
+    /// (`None` for a notification pending since it was created, or not pending). Its attempts
+    /// and its maximum age count from that instant.
+    pub fn pending_since(&self, id: &str) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .inner
+            .notifications_pending
+            .get(id.as_bytes())?
+            .and_then(|v| keys::decode_ts(&v)))
+    }
+
+    /// Dead letters (oldest `created_at` first) with their attempts.
+    pub fn dead_notifications(
+        &self,
+    ) -> Result<Vec<(Notification, Vec<DeliveryAttempt>)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.inner.notifications_dead.iter() {
+            let (k, _) = entry?;
+            let id = std::str::from_utf8(&k).map_err(|_| StoreError::CorruptKey {
+                tree: tree::NOTIFICATIONS_DEAD,
+            })?;
+            if let Some(n) = self.notification(id)? {
+                let attempts = self.deliveries(id)?;
+                out.push((n, attempts));
+            }
+        }
+        out.sort_by(|(a, _), (b, _)| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    /// Whether notification `id` is a dead letter.
+    pub fn is_dead(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.inner.notifications_dead.contains_key(id.as_bytes())?)
+    }
+
+    /// Puts the dead letter `id` back into the outbox as of `at` (atomically: out of the dead
+    /// set, into the pending set). Returns the notification, or `None` when `id` is not a dead
+    /// letter (unknown, pending, delivered or settled).
+    pub fn retry_notification(
+        &self,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<Option<Notification>, StoreError> {
+        let i = &self.inner;
+        let moved = (&i.notifications_dead, &i.notifications_pending)
+            .transaction(|(dead, pending)| {
+                if dead.remove(id.as_bytes())?.is_none() {
+                    return Ok(false);
+                }
+                pending.insert(id.as_bytes(), &keys::ts(at)[..])?;
+                Ok(true)
+            })
+            .map_err(tx_error)?;
+        if !moved {
+            return Ok(None);
+        }
+        tracing::info!(notification_id = %id, "dead letter queued again");
+        self.notification(id)
+    }
+
+    /// The fate of notification `id`, when it was settled without a send of its own.
+    pub fn fate(&self, id: &str) -> Result<Option<Fate>, StoreError> {
+        self.inner
+            .notification_fates
+            .get(id.as_bytes())?
+            .map(|v| decode(tree::NOTIFICATION_FATES, &v))
+            .transpose()
+    }
+
+    /// Stores the digest notification `digest` (pending, as [`Store::put_notification`] does)
+    /// and, in the same transaction, settles each pending notification of `folded` as
+    /// [`Fate::Digested`] into it. Notifications of `folded` that are no longer pending are
+    /// left alone. Returns whether the digest was inserted (`false`: it existed, nothing done).
+    pub fn put_digest(
+        &self,
+        digest: &Notification,
+        folded: &[String],
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let i = &self.inner;
+        let value = sled::IVec::from(encode(tree::NOTIFICATIONS, digest)?);
+        let fate = sled::IVec::from(encode(
+            tree::NOTIFICATION_FATES,
+            &Fate::Digested {
+                digest_id: digest.id.clone(),
+                at,
+            },
+        )?);
+        let by_incident =
+            keys::parent_time_name_key(&digest.incident_id.0, digest.created_at, &digest.id);
+        let inserted = (
+            &i.notifications,
+            &i.notifications_pending,
+            &i.notifications_by_incident,
+            &i.notification_fates,
+        )
+            .transaction(|(notifications, pending, by_inc, fates)| {
+                if notifications.get(digest.id.as_bytes())?.is_some() {
+                    return Ok(false);
+                }
+                notifications.insert(digest.id.as_bytes(), value.clone())?;
+                pending.insert(digest.id.as_bytes(), &[][..])?;
+                by_inc.insert(by_incident.as_slice(), &[][..])?;
+                for id in folded {
+                    if pending.remove(id.as_bytes())?.is_some() {
+                        fates.insert(id.as_bytes(), fate.clone())?;
+                    }
+                }
+                Ok(true)
+            })
+            .map_err(tx_error)?;
+        tracing::debug!(notification_id = %digest.id, folded = folded.len(), inserted, "digest stored");
+        Ok(inserted)
+    }
+
+    /// Stores `n` (unless its id exists) already settled as [`Fate::Silenced`] by
+    /// `silence_id`: recorded, never sent. Returns whether it was inserted.
+    pub fn put_silenced(
+        &self,
+        n: &Notification,
+        silence_id: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let i = &self.inner;
+        let value = sled::IVec::from(encode(tree::NOTIFICATIONS, n)?);
+        let fate = sled::IVec::from(encode(
+            tree::NOTIFICATION_FATES,
+            &Fate::Silenced {
+                silence_id: silence_id.to_string(),
+                at,
+            },
+        )?);
+        let by_incident = keys::parent_time_name_key(&n.incident_id.0, n.created_at, &n.id);
+        let inserted = (
+            &i.notifications,
+            &i.notifications_by_incident,
+            &i.notification_fates,
+        )
+            .transaction(|(notifications, by_inc, fates)| {
+                if notifications.get(n.id.as_bytes())?.is_some() {
+                    return Ok(false);
+                }
+                notifications.insert(n.id.as_bytes(), value.clone())?;
+                by_inc.insert(by_incident.as_slice(), &[][..])?;
+                fates.insert(n.id.as_bytes(), fate.clone())?;
+                Ok(true)
+            })
+            .map_err(tx_error)?;
+        tracing::debug!(notification_id = %n.id, silence_id, inserted, "notification silenced");
+        Ok(inserted)
+    }
+
+    /// Writes everything buffered so far to disk and waits for it (blocking; call from a
+    /// blocking context). The outbox calls it before a send and after a settled attempt, so a
+    /// kill -9 neither loses a notification nor forgets a delivery.
+    pub fn flush_sync(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
     }
 }

@@ -121,6 +121,8 @@ impl Store {
             &i.notifications_pending,
             &i.notifications_by_incident,
             &i.deliveries,
+            &i.notifications_dead,
+            &i.notification_fates,
         )
             .transaction(
                 |(
@@ -133,6 +135,8 @@ impl Store {
                     pending,
                     by_inc,
                     deliveries,
+                    dead,
+                    fates,
                 )| {
                     // Re-read inside the transaction: a concurrent change may have updated it.
                     let Some(current) = incidents.get(id)? else {
@@ -154,6 +158,8 @@ impl Store {
                     for nid in &notification_ids {
                         notes.remove(nid.as_bytes())?;
                         pending.remove(nid.as_bytes())?;
+                        dead.remove(nid.as_bytes())?;
+                        fates.remove(nid.as_bytes())?;
                     }
                     for k in &notification_index {
                         by_inc.remove(k.as_slice())?;
