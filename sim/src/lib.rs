@@ -421,6 +421,18 @@ impl Simulator {
         Ok(created)
     }
 
+    /// The core/v1 watch lines (`{"type":..,"object":..}` + newline) a watch of `resource`
+    /// from resourceVersion `after` would receive now, exactly as the HTTP watch sends them,
+    /// without a connection. Fails with [`SimError::Expired`] when `after` is older than the
+    /// history kept. For offline benchmarks of watch consumers (`herald bench ingest`).
+    pub fn watch_lines(
+        &self,
+        resource: Resource,
+        after: u64,
+    ) -> Result<Vec<bytes::Bytes>, SimError> {
+        watch::history_lines(&self.inner.store, resource, after)
+    }
+
     /// Snapshot of the request counters.
     pub fn stats(&self) -> RequestStats {
         self.inner.stats.snapshot()

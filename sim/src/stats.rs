@@ -91,6 +91,8 @@ pub struct RequestStats {
     pub reads: BTreeMap<String, ReadCounts>,
     /// Sum of `reads` over all resources.
     pub reads_total: ReadCounts,
+    /// `reads` summed over resources, per verb (`list`, `watch`).
+    pub reads_by_verb: BTreeMap<String, ReadCounts>,
     /// Requests answered by an injected fault (see [`crate::faults`]); they are also in
     /// `total`, `by_verb` and `by_resource`. Faults that still serve the read (a watch
     /// dropped mid-line, a stall) also count in `reads`.
@@ -136,6 +138,11 @@ impl StatsRecorder {
             match src {
                 ReadSource::Cache => s.reads_total.cache += 1,
                 ReadSource::Storage => s.reads_total.storage += 1,
+            }
+            let v = s.reads_by_verb.entry(verb.as_str().into()).or_default();
+            match src {
+                ReadSource::Cache => v.cache += 1,
+                ReadSource::Storage => v.storage += 1,
             }
         }
         tracing::debug!(verb = verb.as_str(), resource, source = ?source, "request");
@@ -198,6 +205,14 @@ mod tests {
             }
         );
         assert_eq!(s.reads_total.cache, 2);
+        assert_eq!(
+            s.reads_by_verb["list"],
+            ReadCounts {
+                cache: 1,
+                storage: 1
+            }
+        );
+        assert_eq!(s.reads_by_verb["watch"].cache, 1);
         r.reset();
         assert_eq!(r.snapshot().total, 0);
     }

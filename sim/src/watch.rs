@@ -382,6 +382,29 @@ pub fn start(
     rx
 }
 
+/// The core/v1 watch lines a watch of `resource` from `after` would receive now, without a
+/// connection: the history after that resourceVersion, each line exactly as the HTTP watch
+/// sends it (for offline benchmarks of watch consumers).
+pub fn history_lines(
+    store: &Store,
+    resource: Resource,
+    after: u64,
+) -> Result<Vec<Bytes>, crate::SimError> {
+    let handle = store.watch(resource, WatchStart::After(after))?;
+    Ok(handle
+        .initial
+        .iter()
+        .map(|c| {
+            let t = match c.kind {
+                ChangeType::Added => "ADDED",
+                ChangeType::Modified => "MODIFIED",
+                ChangeType::Deleted => "DELETED",
+            };
+            core_line(t, resource, c.object.json())
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1027,27 +1027,54 @@ impl<T: Tracker> ListWatch<T> {
         object: serde_json::Value,
         rv: Option<&str>,
     ) -> Vec<Record> {
-        let obj = match decode::decode::<T::Object>(object) {
-            Ok(obj) => obj,
-            Err(m) => {
-                self.sh.stats.add_malformed(self.res, 1);
-                log_malformed(self.res, &m, rv);
-                return Vec::new();
-            }
-        };
-        if let Some(key) = T::key(&obj).filter(|_| self.sh.cfg.persist_state) {
-            self.dirty.insert(key);
-        }
         let (cluster, now) = self.ctx();
         let ctx = RecordCtx {
             cluster: &cluster,
             now,
         };
-        match kind {
-            ObjectEvent::Added => self.state.apply(&obj, Source::Added, &ctx),
-            ObjectEvent::Modified => self.state.apply(&obj, Source::Modified, &ctx),
-            ObjectEvent::Deleted => self.state.delete(&obj, &ctx),
+        let dirty = self.sh.cfg.persist_state.then_some(&mut self.dirty);
+        apply_watch_object(
+            &mut self.state,
+            dirty,
+            self.res,
+            &self.sh.stats,
+            kind,
+            object,
+            rv,
+            &ctx,
+        )
+    }
+}
+
+/// Decodes the object of one watch event and applies it to `state`: the step shared by the
+/// live watch loop and [`crate::replay::Replay`]. A malformed object is logged, counted and
+/// skipped (no records). The key of a decoded object goes into `dirty` when given.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_watch_object<T: Tracker>(
+    state: &mut T,
+    dirty: Option<&mut HashSet<String>>,
+    res: Resource,
+    stats: &WatcherStats,
+    kind: ObjectEvent,
+    object: serde_json::Value,
+    rv: Option<&str>,
+    ctx: &RecordCtx<'_>,
+) -> Vec<Record> {
+    let obj = match decode::decode::<T::Object>(object) {
+        Ok(obj) => obj,
+        Err(m) => {
+            stats.add_malformed(res, 1);
+            log_malformed(res, &m, rv);
+            return Vec::new();
         }
+    };
+    if let (Some(dirty), Some(key)) = (dirty, T::key(&obj)) {
+        dirty.insert(key);
+    }
+    match kind {
+        ObjectEvent::Added => state.apply(&obj, Source::Added, ctx),
+        ObjectEvent::Modified => state.apply(&obj, Source::Modified, ctx),
+        ObjectEvent::Deleted => state.delete(&obj, ctx),
     }
 }
 
