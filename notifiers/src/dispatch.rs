@@ -2,12 +2,18 @@
 //! backoff with jitter, or the receiver's `Retry-After`) after a retryable failure, and returns
 //! every attempt it made so the caller can persist them. Time is injected (a [`Sleeper`] and a
 //! [`Clock`]), so tests run instantly and can check the waits.
+//!
+//! The durable outbox makes one attempt at a time ([`Dispatcher::attempt`]) and persists each
+//! before deciding on the next; a notification becomes a dead letter when its attempts or its
+//! age (counted from when it became pending) run out. [`DeliveryConfig`] is the `delivery:`
+//! section of the config file.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::{Clock, DeliveryAttempt, DeliveryOutcome, Notification, SystemClock};
+use herald_core::{Clock, DeliveryAttempt, DeliveryOutcome, Notification, SystemClock, Timestamp};
+use serde::Deserialize;
 
 use crate::channel::{BoxFuture, Channels};
 
@@ -26,6 +32,10 @@ pub struct RetryPolicy {
     /// Random fraction (0.0 to 1.0) taken off each computed backoff, so many notifications that
     /// failed together do not retry together. `0.0` makes backoff deterministic. Default 0.5.
     pub jitter: f64,
+    /// Oldest a notification may get (from when it became pending) and still be retried; a
+    /// failure whose next retry would come later makes it a dead letter. `None`: no limit.
+    /// Default `None`.
+    pub max_age: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -36,8 +46,94 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(300),
             jitter: 0.5,
+            max_age: None,
         }
     }
+}
+
+/// The `delivery:` section of the config file: how the outbox retries.
+///
+/// ```yaml
+/// delivery:
+///   max_attempts: 50      # then a dead letter
+///   max_age: 24h          # or when it is older than this (from when it became pending)
+///   initial_backoff: 1s   # doubled after each failure ...
+///   max_backoff: 5m       # ... up to this, minus up to half of it as jitter
+///   max_retry_after: 1h   # longest Retry-After honoured
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Attempts in total before a notification is a dead letter (at least 1). Default 50.
+    pub max_attempts: u32,
+    /// Age after which a failing notification is a dead letter. Default 24h.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// First backoff. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest backoff. Default 5m.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Longest `Retry-After` honoured. Default 1h.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 50,
+            max_age: Duration::from_secs(24 * 3600),
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            max_retry_after: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// Problems with the values, as (field, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.max_attempts == 0 {
+            out.push(("max_attempts", "must be at least 1".to_string()));
+        }
+        if self.max_age.is_zero() {
+            out.push(("max_age", "must be longer than 0s".to_string()));
+        }
+        if self.initial_backoff > self.max_backoff {
+            out.push((
+                "initial_backoff",
+                "must not be longer than max_backoff".to_string(),
+            ));
+        }
+        out
+    }
+
+    /// The retry policy it describes (jitter 0.5).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
+            max_retry_after: self.max_retry_after,
+            jitter: 0.5,
+            max_age: Some(self.max_age),
+        }
+    }
+}
+
+/// One attempt and what follows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The attempt, to persist. `Dead` when the notification has failed for good.
+    pub attempt: DeliveryAttempt,
+    /// When the notification failed but may be retried: how long to wait.
+    pub retry_in: Option<Duration>,
+    /// Whether the wait was asked for by the receiver (`Retry-After`): the whole channel
+    /// should pause, not just this notification.
+    pub receiver_asked: bool,
 }
 
 impl RetryPolicy {
@@ -119,50 +215,79 @@ impl Dispatcher {
         &self.policy
     }
 
+    /// Makes attempt number `attempt` (1-based, counted from `since`) to deliver `n`, pending
+    /// since `since`, and decides what follows: a retryable failure becomes `Dead` when it was
+    /// the last allowed attempt or when the retry would come after the maximum age.
+    pub async fn attempt(
+        &self,
+        channels: &Channels,
+        n: &Notification,
+        attempt: u32,
+        since: Timestamp,
+    ) -> Step {
+        let max = self.policy.max_attempts.max(1);
+        let mut outcome = channels.send(n).await;
+        let now = self.clock.now();
+        let mut retry_in = None;
+        let mut receiver_asked = false;
+        if let DeliveryOutcome::Failed {
+            error,
+            retry_after_secs,
+        } = &outcome
+        {
+            let wait = self.policy.delay(attempt, *retry_after_secs);
+            let age = Duration::try_from(now.duration_since(since)).unwrap_or_default();
+            if attempt >= max {
+                outcome = DeliveryOutcome::Dead {
+                    error: format!("{error} (giving up after {attempt} attempts)"),
+                };
+            } else if let Some(max_age) = self.policy.max_age.filter(|m| age + wait > *m) {
+                outcome = DeliveryOutcome::Dead {
+                    error: format!(
+                        "{error} (giving up after {attempt} attempts: older than the maximum age of {})",
+                        humantime_serde::re::humantime::format_duration(max_age)
+                    ),
+                };
+            } else {
+                retry_in = Some(wait);
+                receiver_asked = retry_after_secs.is_some();
+            }
+        }
+        match &outcome {
+            DeliveryOutcome::Delivered { .. } => {
+                tracing::info!(channel = %n.channel, notification = %n.id, attempt, "delivered");
+            }
+            DeliveryOutcome::Failed { error, .. } => {
+                tracing::warn!(channel = %n.channel, notification = %n.id, attempt, %error, retry_in = ?retry_in, "delivery failed, will retry");
+            }
+            DeliveryOutcome::Dead { error } => {
+                tracing::error!(channel = %n.channel, notification = %n.id, attempt, %error, "delivery failed for good: dead letter");
+            }
+        }
+        Step {
+            attempt: DeliveryAttempt {
+                notification_id: n.id.clone(),
+                channel: n.channel.clone(),
+                attempt,
+                at: now,
+                outcome,
+            },
+            retry_in,
+            receiver_asked,
+        }
+    }
+
     /// Delivers `n` on `channels`, retrying retryable failures up to
     /// [`RetryPolicy::max_attempts`] in total. Returns every attempt, in order; the last one is
     /// `Delivered`, or `Dead` (a permanent failure, or the last retryable failure once attempts
     /// are exhausted, with "giving up after N attempts" added to its error).
     pub async fn deliver(&self, channels: &Channels, n: &Notification) -> Vec<DeliveryAttempt> {
-        let max = self.policy.max_attempts.max(1);
+        let since = self.clock.now();
         let mut attempts = Vec::new();
-        for attempt in 1..=max {
-            let mut outcome = channels.send(n).await;
-            let wait = match &outcome {
-                DeliveryOutcome::Failed {
-                    error,
-                    retry_after_secs,
-                } => {
-                    if attempt == max {
-                        outcome = DeliveryOutcome::Dead {
-                            error: format!("{error} (giving up after {max} attempts)"),
-                        };
-                        None
-                    } else {
-                        Some(self.policy.delay(attempt, *retry_after_secs))
-                    }
-                }
-                DeliveryOutcome::Delivered { .. } | DeliveryOutcome::Dead { .. } => None,
-            };
-            match &outcome {
-                DeliveryOutcome::Delivered { .. } => {
-                    tracing::info!(channel = %n.channel, notification = %n.id, attempt, "delivered");
-                }
-                DeliveryOutcome::Failed { error, .. } => {
-                    tracing::warn!(channel = %n.channel, notification = %n.id, attempt, %error, retry_in = ?wait, "delivery failed, will retry");
-                }
-                DeliveryOutcome::Dead { error } => {
-                    tracing::error!(channel = %n.channel, notification = %n.id, attempt, %error, "delivery failed for good");
-                }
-            }
-            attempts.push(DeliveryAttempt {
-                notification_id: n.id.clone(),
-                channel: n.channel.clone(),
-                attempt,
-                at: self.clock.now(),
-                outcome,
-            });
-            match wait {
+        for attempt in 1..=self.policy.max_attempts.max(1) {
+            let step = self.attempt(channels, n, attempt, since).await;
+            attempts.push(step.attempt);
+            match step.retry_in {
                 Some(d) => self.sleeper.sleep(d).await,
                 None => break,
             }

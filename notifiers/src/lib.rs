@@ -6,17 +6,25 @@
 //! - [`router`]: which (subscription, channel) pairs an incident transition goes to.
 //! - [`channel`]: the [`Channel`] trait and the set of built [`Channels`].
 //! - [`console`], [`webhook`]: one module per channel type.
-//! - [`dispatch`]: delivery with bounded retries ([`Dispatcher`]).
+//! - [`dispatch`]: delivery with bounded retries ([`Dispatcher`]), one attempt at a time for
+//!   the durable outbox ([`Dispatcher::attempt`]), the `delivery:` section ([`DeliveryConfig`]).
+//! - [`budget`]: per-channel rate limits (governor on the injected clock).
+//! - [`queue`]: the per-channel queue deciding what to send next (urgent first, retries,
+//!   digests when over budget or after quiet hours).
+//! - [`digest`]: folding many notifications into one digest message.
 //!
 //! This crate does not render templates (the caller puts the rendered
 //! [`Message`](herald_core::Message) in the [`Notification`](herald_core::Notification)) and
 //! does not persist anything (the caller stores the returned delivery attempts).
 
+pub mod budget;
 pub mod channel;
 pub mod config;
 pub mod console;
+pub mod digest;
 pub mod dispatch;
 pub mod error;
+pub mod queue;
 pub mod router;
 pub mod secret;
 pub mod webhook;
@@ -27,7 +35,9 @@ mod testutil;
 pub use channel::{BoxFuture, Channel, ChannelKind, Channels, Quota};
 pub use config::{ChannelConfig, ConfigIssue, MatchConfig, SubscriptionConfig, validate};
 pub use console::{ConsoleChannel, ConsoleConfig};
-pub use dispatch::{Dispatcher, RetryPolicy, Sleeper, TokioSleeper};
+pub use budget::Budget;
+pub use dispatch::{DeliveryConfig, Dispatcher, RetryPolicy, Sleeper, Step, TokioSleeper};
+pub use queue::{ChannelQueue, Next, Pending};
 pub use error::NotifyError;
 pub use router::{Route, Router};
 pub use secret::{HeaderValueConfig, Secret, SecretString};
