@@ -5,8 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use herald_core::{Incident, IncidentChange, IncidentState, RecordId, Timestamp, Transition};
+use herald_core::{
+    Incident, IncidentChange, IncidentState, ObjectRef, RecordId, Timestamp, Transition,
+};
 use jiff::SignedDuration;
+
+use crate::pods::PodIndex;
 
 /// The most record ids an incident keeps; later supporting records only raise the count.
 pub(crate) const MAX_RECORDS: usize = 500;
@@ -29,6 +33,8 @@ pub(crate) struct Book {
     open: BTreeMap<String, Tracked>,
     changes: Vec<IncidentChange>,
     update_interval: SignedDuration,
+    /// What pod records told about live pods (node, owner, labels), for every rule.
+    pub(crate) pods: PodIndex,
 }
 
 impl Book {
@@ -38,6 +44,7 @@ impl Book {
             open: BTreeMap::new(),
             changes: Vec::new(),
             update_interval,
+            pods: PodIndex::default(),
         }
     }
 
@@ -181,6 +188,35 @@ impl Book {
         }
     }
 
+    /// Inhibition: while `node` has an open NodeNotReady incident, a pod-level problem on it
+    /// is attached to that incident (the pod joins its `objects`, the record its `records`;
+    /// material when the pod is new) instead of alerting on its own. Returns whether it was.
+    pub(crate) fn attach_to_not_ready_node(
+        &mut self,
+        node: Option<&str>,
+        pod: &ObjectRef,
+        records: &[RecordId],
+        at: Timestamp,
+    ) -> bool {
+        let Some(node) = node else {
+            return false;
+        };
+        let fp = format!("{}/{node}", crate::rules::node_not_ready::RULE);
+        self.update(&fp, |i| {
+            for id in records {
+                push_record(i, *id);
+            }
+            touch(i, at);
+            let new =
+                i.objects.len() < MAX_OBJECTS && !i.objects.iter().any(|o| same_object(o, pod));
+            if new {
+                i.objects.push(pod.clone());
+                i.count += 1;
+            }
+            new
+        })
+    }
+
     /// Queues a transition produced outside the book (an orphaned incident resolved).
     pub(crate) fn push_change(&mut self, change: IncidentChange) {
         self.changes.push(change);
@@ -207,4 +243,15 @@ pub(crate) fn touch(incident: &mut Incident, at: Timestamp) {
     if at > incident.last_seen {
         incident.last_seen = at;
     }
+}
+
+/// Whether two references name the same object (the uid only compared when both know it).
+pub(crate) fn same_object(a: &ObjectRef, b: &ObjectRef) -> bool {
+    a.kind == b.kind
+        && a.namespace == b.namespace
+        && a.name == b.name
+        && match (&a.uid, &b.uid) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        }
 }

@@ -85,8 +85,12 @@ impl Classifier {
         let now = self.advance(now);
         let at = record.observed_at.min(now);
         self.timers(now);
+        let deleted = self.book.pods.observe(record);
         for rule in &mut self.rules {
             rule.on_record(record, at, now, &mut self.book);
+        }
+        if deleted {
+            self.book.pods.forget(&record.object.key());
         }
         // A record may start a timer that is already due (a replayed record, a zero grace).
         self.timers(now);

@@ -5,8 +5,12 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use herald_core::Severity;
 use serde::{Deserialize, Serialize};
+
+use crate::yaml::RuleSpec;
 
 /// The `classifier:` section.
 ///
@@ -24,8 +28,38 @@ pub struct ClassifierConfig {
     pub node_not_ready: NodeNotReadyConfig,
     /// The OOMKilled rule.
     pub oom_killed: OomKilledConfig,
-    /// The EvictionStorm rule.
+    /// The EvictionStorm rule (per node).
     pub eviction_storm: EvictionStormConfig,
+    /// The NamespaceEvictionStorm rule: evictions counted per namespace. Fields not given
+    /// take the defaults of `eviction_storm` (5 in 2m, quiet 5m, critical).
+    pub namespace_eviction_storm: EvictionStormConfig,
+    /// The ClusterEvictionStorm rule: evictions counted over the whole cluster. Default
+    /// threshold 20 (other fields as `eviction_storm`).
+    pub cluster_eviction_storm: EvictionStormConfig,
+    /// CrashLoopBackOff (containers waiting in CrashLoopBackOff, kubelet back-off Events),
+    /// grouped by workload; escalates to critical by restart count.
+    pub crash_loop: RuleTuning,
+    /// ImagePullBackOff (ImagePullBackOff / ErrImagePull / InvalidImageName), by workload.
+    pub image_pull: RuleTuning,
+    /// FailedScheduling that persists (`for`), by workload; cleared when the pod is scheduled.
+    pub failed_scheduling: RuleTuning,
+    /// FailedMount / FailedAttachVolume that persists, by workload.
+    pub failed_mount: RuleTuning,
+    /// Repeated probe failures (`Unhealthy` Events), by workload.
+    pub probe_failures: RuleTuning,
+    /// JobFailed: `BackoffLimitExceeded` / `DeadlineExceeded` on a Job.
+    pub job_failed: RuleTuning,
+    /// NodePressure: `MemoryPressure` / `DiskPressure` / `PIDPressure` True on a node.
+    pub node_pressure: RuleTuning,
+    /// NodeRebooted: the node's boot id changed.
+    pub node_rebooted: RuleTuning,
+    /// Evicted: single evictions, by workload (info).
+    pub evicted: RuleTuning,
+    /// User rules written in YAML (see docs/rules.md).
+    pub rules: Vec<RuleSpec>,
+    /// Files of more YAML rules (`rules:` lists), relative to the config file; read and checked
+    /// by the binary when the config is loaded.
+    pub rule_files: Vec<PathBuf>,
     /// An open incident that changes materially (more pods in a storm, a new reason) is
     /// re-announced as `updated` at most once per this interval; changes in between are folded
     /// into the next announcement. Repeats that only raise the count are never announced.
@@ -34,12 +68,36 @@ pub struct ClassifierConfig {
     pub update_interval: Duration,
 }
 
+impl ClassifierConfig {
+    /// Every problem of the inline `rules:` (see [`crate::validate_rules`]); positions are
+    /// those of the text the section was read from.
+    pub fn validate(&self) -> Vec<crate::RuleIssue> {
+        crate::validate_rules(&self.rules)
+    }
+}
+
 impl Default for ClassifierConfig {
     fn default() -> Self {
         Self {
             node_not_ready: NodeNotReadyConfig::default(),
             oom_killed: OomKilledConfig::default(),
             eviction_storm: EvictionStormConfig::default(),
+            namespace_eviction_storm: EvictionStormConfig::default(),
+            cluster_eviction_storm: EvictionStormConfig {
+                threshold: NonZeroU32::MIN.saturating_add(19),
+                ..EvictionStormConfig::default()
+            },
+            crash_loop: RuleTuning::default(),
+            image_pull: RuleTuning::default(),
+            failed_scheduling: RuleTuning::default(),
+            failed_mount: RuleTuning::default(),
+            probe_failures: RuleTuning::default(),
+            job_failed: RuleTuning::default(),
+            node_pressure: RuleTuning::default(),
+            node_rebooted: RuleTuning::default(),
+            evicted: RuleTuning::default(),
+            rules: Vec::new(),
+            rule_files: Vec::new(),
             update_interval: Duration::from_secs(10),
         }
     }
@@ -124,4 +182,43 @@ impl Default for EvictionStormConfig {
             severity: Severity::Critical,
         }
     }
+}
+
+/// Tuning of a built-in signal rule. Every field is optional; an unset field takes that rule's
+/// default (listed in classifier/README.md and docs/rules.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleTuning {
+    /// Whether the rule runs (default `true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Severity at opening.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// Occurrences within `window` that open an incident.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<NonZeroU32>,
+    /// The counting window (inclusive).
+    #[serde(
+        with = "crate::duration::serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window: Option<Duration>,
+    /// How long the problem must persist (not cleared) before the incident opens.
+    #[serde(
+        rename = "for",
+        with = "crate::duration::serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub persist: Option<Duration>,
+    /// Resolves after this long without an occurrence.
+    #[serde(
+        with = "crate::duration::serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resolve_after: Option<Duration>,
+    /// The severity becomes `critical` once a container has restarted this often (rules that
+    /// see restart counts: crash_loop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical_after_restarts: Option<u32>,
 }

@@ -12,9 +12,17 @@ mod classifier;
 mod config;
 mod duration;
 mod error;
+mod pods;
 mod rules;
+mod yaml;
 
 pub use classifier::Classifier;
-pub use config::{ClassifierConfig, EvictionStormConfig, NodeNotReadyConfig, OomKilledConfig};
+pub use config::{
+    ClassifierConfig, EvictionStormConfig, NodeNotReadyConfig, OomKilledConfig, RuleTuning,
+};
 pub use duration::parse_duration;
 pub use error::ClassifierError;
+pub use rules::signal::GroupKey;
+pub use yaml::{
+    MatchSpec, OneOrMany, RuleIssue, RuleSpec, ThresholdSpec, parse_rules, validate_rules,
+};

@@ -17,11 +17,25 @@ use proptest::prelude::*;
 const WINDOW_MS: u64 = 120_000;
 const QUIET_MS: u64 = 300_000;
 
+/// The per-node storm alone (the namespace and cluster storms and single evictions off).
 fn config(threshold: u32) -> ClassifierConfig {
     let mut cfg = ClassifierConfig::default();
     cfg.eviction_storm.threshold = NonZeroU32::new(threshold).expect("threshold >= 1");
     cfg.eviction_storm.window = Duration::from_millis(WINDOW_MS);
     cfg.eviction_storm.quiet = Duration::from_millis(QUIET_MS);
+    cfg.namespace_eviction_storm.enabled = false;
+    cfg.cluster_eviction_storm.enabled = false;
+    cfg.evicted.enabled = Some(false);
+    cfg
+}
+
+/// The namespace and cluster storms alone, with the same threshold, window and quiet.
+fn scoped_config(threshold: u32) -> ClassifierConfig {
+    let mut cfg = config(threshold);
+    cfg.eviction_storm.enabled = false;
+    cfg.namespace_eviction_storm = cfg.eviction_storm.clone();
+    cfg.namespace_eviction_storm.enabled = true;
+    cfg.cluster_eviction_storm = cfg.namespace_eviction_storm.clone();
     cfg
 }
 
@@ -84,7 +98,11 @@ struct Outcome {
 /// Feeds `arrivals` in order. `late`: every record arrives after the whole window (now =
 /// end of window); otherwise near real time (now = the latest record time so far).
 fn run(threshold: u32, arrivals: &[Record], late: bool) -> (Outcome, Classifier) {
-    let mut c = Classifier::new(config(threshold));
+    run_with(config(threshold), arrivals, late)
+}
+
+fn run_with(cfg: ClassifierConfig, arrivals: &[Record], late: bool) -> (Outcome, Classifier) {
+    let mut c = Classifier::new(cfg);
     let mut opened = BTreeMap::new();
     let mut now = Timestamp::MIN;
     for (k, r) in arrivals.iter().enumerate() {
@@ -238,6 +256,48 @@ proptest! {
         } else {
             prop_assert!(out.open.is_empty(), "{:?}", out);
         }
+    }
+}
+
+proptest! {
+    /// Grouped per namespace and cluster-wide, evictions on both nodes count together: one
+    /// storm per scope with every distinct pod, whatever the arrival order and duplicates.
+    #[test]
+    fn namespace_and_cluster_storms_group_across_nodes(
+        evs in evictions(),
+        threshold in 1u32..7,
+        seed in any::<u64>(),
+        late in any::<bool>(),
+    ) {
+        let mut all: Vec<Record> = evs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (ev, how))| {
+                let mut rs = records(i, *ev, *how);
+                rs.push(rs[0].clone());
+                rs
+            })
+            .collect();
+        all.sort_by_key(|r| r.observed_at);
+        let (in_order, _) = run_with(scoped_config(threshold), &all, late);
+        let mut shuffled = all.clone();
+        let mut s = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            shuffled.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        let (out_of_order, _) = run_with(scoped_config(threshold), &shuffled, late);
+        let pods: BTreeSet<String> = (0..evs.len()).map(|i| format!("batch/worker-{i}")).collect();
+        let mut want = BTreeMap::new();
+        if pods.len() >= threshold as usize {
+            let n = pods.len() as u64;
+            want.insert("ClusterEvictionStorm/prod".to_string(), (n, pods.clone()));
+            want.insert("NamespaceEvictionStorm/batch".to_string(), (n, pods));
+        }
+        prop_assert_eq!(&in_order.open, &want);
+        prop_assert_eq!(&out_of_order, &in_order);
     }
 }
 

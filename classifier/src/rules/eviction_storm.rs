@@ -1,6 +1,8 @@
-//! The EvictionStorm rule: `threshold` or more distinct pod evictions on one node within
-//! `window` make one incident per node (`EvictionStorm/<node>`), which lists every evicted pod,
-//! grows while evictions continue, and resolves after `quiet` without one.
+//! The EvictionStorm rules: `threshold` or more distinct pod evictions on one node (or in one
+//! namespace, or in the whole cluster: the [`Scope`]) within `window` make one incident per
+//! node (`EvictionStorm/<node>`, `NamespaceEvictionStorm/<ns>`, `ClusterEvictionStorm/<cluster>`),
+//! which lists every evicted pod, grows while evictions continue, and resolves after `quiet`
+//! without one.
 //!
 //! An eviction is seen through the pod (`PodChange::Evicted`) and/or a Warning `Evicted` Event on
 //! the pod; both are one eviction, identified by namespace, name and (when both sides know it)
@@ -25,11 +27,60 @@ use crate::book::{Book, MAX_OBJECTS, push_record, touch};
 use crate::config::EvictionStormConfig;
 use crate::duration::signed;
 
-/// Rule name.
+/// Rule name (per node).
 pub(crate) const RULE: &str = "EvictionStorm";
+/// Rule name of the per-namespace storm.
+pub(crate) const NAMESPACE_RULE: &str = "NamespaceEvictionStorm";
+/// Rule name of the cluster-wide storm.
+pub(crate) const CLUSTER_RULE: &str = "ClusterEvictionStorm";
 
-fn fingerprint(node: &str) -> String {
-    format!("{RULE}/{node}")
+/// What evictions are counted together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Per node (`EvictionStorm/<node>`).
+    Node,
+    /// Per namespace (`NamespaceEvictionStorm/<namespace>`).
+    Namespace,
+    /// The whole cluster (`ClusterEvictionStorm/<cluster>`).
+    Cluster,
+}
+
+impl Scope {
+    fn rule(self) -> &'static str {
+        match self {
+            Scope::Node => RULE,
+            Scope::Namespace => NAMESPACE_RULE,
+            Scope::Cluster => CLUSTER_RULE,
+        }
+    }
+
+    fn fingerprint(self, key: &str) -> String {
+        format!("{}/{key}", self.rule())
+    }
+
+    /// The subject of a storm of this scope.
+    fn subject(self, key: &str) -> ObjectRef {
+        let other = |kind: &str| ObjectRef {
+            kind: ObjectKind::Other(kind.to_string()),
+            namespace: None,
+            name: key.to_string(),
+            uid: None,
+        };
+        match self {
+            Scope::Node => ObjectRef::node(key),
+            Scope::Namespace => other("Namespace"),
+            Scope::Cluster => other("Cluster"),
+        }
+    }
+
+    /// "on node node-a", "in namespace shop", "in cluster prod".
+    fn place(self, key: &str) -> String {
+        match self {
+            Scope::Node => format!("on node {key}"),
+            Scope::Namespace => format!("in namespace {key}"),
+            Scope::Cluster => format!("in cluster {key}"),
+        }
+    }
 }
 
 /// One distinct eviction.
@@ -60,6 +111,7 @@ impl Eviction {
 /// State of the EvictionStorm rule.
 #[derive(Debug)]
 pub(crate) struct EvictionStorm {
+    scope: Scope,
     threshold: usize,
     window: SignedDuration,
     quiet: SignedDuration,
@@ -70,8 +122,9 @@ pub(crate) struct EvictionStorm {
 }
 
 impl EvictionStorm {
-    pub(crate) fn new(cfg: &EvictionStormConfig) -> Self {
+    pub(crate) fn new(cfg: &EvictionStormConfig, scope: Scope) -> Self {
         Self {
+            scope,
             threshold: usize::try_from(cfg.threshold.get()).unwrap_or(usize::MAX),
             window: signed(cfg.window),
             quiet: signed(cfg.quiet),
@@ -89,7 +142,8 @@ impl EvictionStorm {
         now: Timestamp,
         book: &mut Book,
     ) {
-        let fp = fingerprint(node);
+        let fp = self.scope.fingerprint(node);
+        let place = self.scope.place(node);
         let evictions = self.nodes.entry(node.to_string()).or_default();
         let pod = &record.object;
         if let Some(e) = evictions.iter_mut().find(|e| e.same_pod(pod)) {
@@ -139,7 +193,7 @@ impl EvictionStorm {
             if let Some(e) = evictions.last_mut() {
                 e.claimed = true;
                 let e = e.clone();
-                book.update(&fp, |i| join(i, &e, node));
+                book.update(&fp, |i| join(i, &e, &place));
             }
             return;
         }
@@ -150,27 +204,34 @@ impl EvictionStorm {
         if let Some(members) = storm(evictions, self.threshold, window) {
             let first = &evictions[members[0]];
             let mut i = new_incident(
-                RULE,
+                self.scope.rule(),
                 fp.clone(),
                 self.severity,
                 &first.cluster,
-                ObjectRef::node(node),
+                self.scope.subject(node),
                 first.at,
                 now,
             );
-            i.node = Some(node.to_string());
+            if self.scope == Scope::Node {
+                i.node = Some(node.to_string());
+            }
             for &m in &members {
                 evictions[m].claimed = true;
-                join(&mut i, &evictions[m], node);
+                join(&mut i, &evictions[m], &place);
             }
-            tracing::info!(rule = RULE, node, pods = members.len(), "eviction storm");
+            tracing::info!(
+                rule = self.scope.rule(),
+                key = node,
+                pods = members.len(),
+                "eviction storm"
+            );
             book.open(i, now);
         }
     }
 }
 
 /// Adds eviction `e` to storm incident `i`; always material (one more evicted pod).
-fn join(i: &mut herald_core::Incident, e: &Eviction, node: &str) -> bool {
+fn join(i: &mut herald_core::Incident, e: &Eviction, place: &str) -> bool {
     i.count += 1;
     if e.at < i.first_seen {
         i.first_seen = e.at;
@@ -197,12 +258,9 @@ fn join(i: &mut herald_core::Incident, e: &Eviction, node: &str) -> bool {
     }
     let cause = first_sentence(&e.message);
     i.summary = if cause.is_empty() {
-        format!("Eviction storm on node {node}: {} pods evicted", i.count)
+        format!("Eviction storm {place}: {} pods evicted", i.count)
     } else {
-        format!(
-            "Eviction storm on node {node}: {} pods evicted ({cause})",
-            i.count
-        )
+        format!("Eviction storm {place}: {} pods evicted ({cause})", i.count)
     };
     true
 }
@@ -258,8 +316,8 @@ fn storm(evictions: &[Eviction], threshold: usize, window: SignedDuration) -> Op
 }
 
 impl Rule for EvictionStorm {
-    fn name(&self) -> &'static str {
-        RULE
+    fn name(&self) -> &str {
+        self.scope.rule()
     }
 
     fn on_record(&mut self, record: &Record, at: Timestamp, now: Timestamp, book: &mut Book) {
@@ -276,15 +334,20 @@ impl Rule for EvictionStorm {
             }
             _ => return,
         };
-        let Some(node) = record.node.as_deref().filter(|n| !n.is_empty()) else {
-            tracing::debug!(rule = RULE, pod = %record.object.key(), "eviction without a node; ignored");
+        let key = match self.scope {
+            Scope::Node => record.node.clone(),
+            Scope::Namespace => record.object.namespace.clone(),
+            Scope::Cluster => Some(record.cluster.clone()),
+        };
+        let Some(key) = key.filter(|n| !n.is_empty()) else {
+            tracing::debug!(rule = self.scope.rule(), pod = %record.object.key(), "eviction without a node; ignored");
             return;
         };
-        self.on_eviction(record, node, message, at, now, book);
+        self.on_eviction(record, &key, message, at, now, book);
     }
 
     fn on_time(&mut self, now: Timestamp, book: &mut Book) {
-        for fp in book.fingerprints_of(RULE) {
+        for fp in book.fingerprints_of(self.scope.rule()) {
             let quiet_until = book.get(&fp).map(|i| {
                 i.last_seen
                     .saturating_add(self.quiet)
@@ -297,17 +360,19 @@ impl Rule for EvictionStorm {
         let keep = self.window.saturating_add(self.quiet);
         let horizon = now.saturating_sub(keep).unwrap_or(now);
         self.nodes.retain(|node, evictions| {
-            let open = book.is_open(&fingerprint(node));
+            let open = book.is_open(&self.scope.fingerprint(node));
             evictions.retain(|e| e.at >= horizon || (open && e.claimed));
             !evictions.is_empty()
         });
     }
 
     fn restore(&mut self, incident: &herald_core::Incident) {
-        let node = incident
-            .node
-            .clone()
-            .unwrap_or_else(|| incident.subject.name.clone());
+        let node = match self.scope {
+            Scope::Node => incident.node.clone(),
+            Scope::Namespace => None,
+            Scope::Cluster => Some(incident.cluster.clone()),
+        }
+        .unwrap_or_else(|| incident.subject.name.clone());
         let evictions = self.nodes.entry(node).or_default();
         for pod in &incident.objects {
             if !evictions.iter().any(|e| e.same_pod(pod)) {

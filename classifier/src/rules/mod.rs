@@ -11,14 +11,16 @@ use herald_core::{Incident, IncidentId, IncidentState, ObjectRef, Record, Severi
 use crate::ClassifierConfig;
 use crate::book::Book;
 
+pub(crate) mod builtin;
 pub(crate) mod eviction_storm;
 pub(crate) mod node_not_ready;
 pub(crate) mod oom_killed;
+pub(crate) mod signal;
 
 /// One incident rule.
 pub(crate) trait Rule: std::fmt::Debug + Send {
     /// The rule name stored in [`Incident::rule`], e.g. `NodeNotReady`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     /// Handles one record that happened at `at` (never after `now`), seen at `now`.
     fn on_record(&mut self, record: &Record, at: Timestamp, now: Timestamp, book: &mut Book);
@@ -42,17 +44,50 @@ pub(crate) fn build(cfg: &ClassifierConfig) -> Vec<Box<dyn Rule>> {
     if cfg.oom_killed.enabled {
         rules.push(Box::new(oom_killed::OomKilled::new(&cfg.oom_killed)));
     }
-    if cfg.eviction_storm.enabled {
-        rules.push(Box::new(eviction_storm::EvictionStorm::new(
-            &cfg.eviction_storm,
-        )));
+    use eviction_storm::{EvictionStorm, Scope};
+    for (c, scope) in [
+        (&cfg.eviction_storm, Scope::Node),
+        (&cfg.namespace_eviction_storm, Scope::Namespace),
+        (&cfg.cluster_eviction_storm, Scope::Cluster),
+    ] {
+        if c.enabled {
+            rules.push(Box::new(EvictionStorm::new(c, scope)));
+        }
+    }
+    for spec in builtin::specs(cfg) {
+        rules.push(Box::new(signal::SignalRule::new(spec)));
+    }
+    for r in cfg.rules.iter().filter(|r| r.enabled != Some(false)) {
+        match crate::yaml::compile(r) {
+            Ok(spec) => rules.push(Box::new(signal::SignalRule::new(spec))),
+            Err(issues) => {
+                // Configs are validated at load; a rule that still fails is left out, loudly.
+                for issue in issues {
+                    tracing::warn!(rule = %r.name.value, line = issue.line, column = issue.column, problem = %issue.message, "invalid rule skipped");
+                }
+            }
+        }
     }
     rules
 }
 
 /// Names of every built-in rule, enabled or not.
-pub(crate) const BUILT_IN: [&str; 3] =
-    [node_not_ready::RULE, oom_killed::RULE, eviction_storm::RULE];
+pub(crate) const BUILT_IN: [&str; 14] = [
+    node_not_ready::RULE,
+    oom_killed::RULE,
+    eviction_storm::RULE,
+    eviction_storm::NAMESPACE_RULE,
+    eviction_storm::CLUSTER_RULE,
+    builtin::NAMES[0],
+    builtin::NAMES[1],
+    builtin::NAMES[2],
+    builtin::NAMES[3],
+    builtin::NAMES[4],
+    builtin::NAMES[5],
+    builtin::NAMES[6],
+    builtin::NAMES[7],
+    builtin::NAMES[8],
+];
 
 /// A fresh open incident with the identity fields set, opened at `now`; the rule fills in the
 /// rest (summary, node, namespace, count, objects, records, labels).

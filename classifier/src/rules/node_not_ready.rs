@@ -188,7 +188,7 @@ fn summary(node: &str, status: &str, reason: Option<&str>, message: Option<&str>
 }
 
 impl Rule for NodeNotReady {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         RULE
     }
 

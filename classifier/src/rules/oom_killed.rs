@@ -207,7 +207,7 @@ fn names_any_pod(message: &str) -> bool {
 }
 
 impl Rule for OomKilled {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         RULE
     }
 

@@ -1,0 +1,656 @@
+//! User rules written in YAML (`classifier.rules:` in the config, or `rules:` files): their
+//! shape ([`RuleSpec`]), their validation (every problem of every rule at once, each with the
+//! line and column of the offending value: [`RuleIssue`]) and their compilation into signal
+//! rules. The matchers: record kind, reason (exact or regex), event type, involved object kind,
+//! namespace globs, label globs, message regex, minimum Event count; then a count threshold
+//! within a window, `for`, severity, grouping keys and a summary template. See docs/rules.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
+use herald_core::{NodeChange, ObjectKind, PodChange, Record, RecordBody, Severity};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::duration::{parse_duration, signed};
+use crate::pods::PodIndex;
+use crate::rules::signal::{GroupKey, Match, PLACEHOLDERS, Signal, SignalSpec};
+
+/// One or several strings (`reason: BackOff` or `reason: [BackOff, Failed]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// A list.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A user rule.
+///
+/// ```yaml
+/// - name: PaymentsBackOff
+///   match:
+///     kind: event
+///     reason: BackOff
+///     type: Warning
+///     namespaces: ["payments-*"]
+///   threshold: { count: 5, window: 10m }
+///   severity: critical
+///   group_by: [namespace, owner]
+///   summary: "{count} back-offs of {subject}"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Unique rule name (letters, digits, `-`, `_`, `.`), not a built-in rule's name; the first
+    /// part of the rule's fingerprints.
+    pub name: Spanned<String>,
+    /// Whether the rule runs. Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Which records are occurrences.
+    #[serde(rename = "match")]
+    pub matcher: MatchSpec,
+    /// Occurrences within a window that open an incident. Default: 1 (the first opens it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<ThresholdSpec>,
+    /// How long after the first occurrence before the incident opens. Default `0s`.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub persist: Option<Spanned<String>>,
+    /// Resolves after this long without an occurrence. Default `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_after: Option<Spanned<String>>,
+    /// `info`, `warning` (default) or `critical`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Spanned<String>>,
+    /// Identity of an incident: any of `cluster`, `namespace`, `node`, `pod`, `container`,
+    /// `owner`, `object`, `reason`. Default `[owner]` (a pod's workload, else the object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Summary template with `{placeholders}` (see docs/rules.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Spanned<String>>,
+}
+
+/// `match:` of a user rule. Every given field must hold; at least one must be given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchSpec {
+    /// Record kinds: `event`, `pod`, `node`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Spanned<OneOrMany>>,
+    /// Reasons, exactly (an Event's reason; a pod record's reason such as `CrashLoopBackOff`,
+    /// `OOMKilled`, `Evicted`; a node condition as `DiskPressure=True`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Spanned<OneOrMany>>,
+    /// The reason matches this regular expression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_regex: Option<Spanned<String>>,
+    /// Event type: `Normal` or `Warning` (only Events have one).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<Spanned<String>>,
+    /// Kind of the (involved) object: `Pod`, `Node`, `Job`, `Deployment`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub involved_kind: Option<Spanned<OneOrMany>>,
+    /// The object's namespace matches one of these globs (`prod-*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Spanned<OneOrMany>>,
+    /// The object's labels (pods and nodes; Events use their pod's): each value is a glob.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, Spanned<String>>,
+    /// The message matches this regular expression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_regex: Option<Spanned<String>>,
+    /// An Event's total `count` is at least this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<Spanned<u32>>,
+}
+
+/// `threshold:` of a user rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdSpec {
+    /// Occurrences (an Event's count delta counts) within `window` (at least 1).
+    pub count: Spanned<u32>,
+    /// The window, inclusive (`10m`).
+    pub window: Spanned<String>,
+}
+
+/// A problem in a user rule, at a line and column of the YAML text (0 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleIssue {
+    /// 1-based line, 0 when unknown.
+    pub line: u64,
+    /// 1-based column, 0 when unknown.
+    pub column: u64,
+    /// What is wrong, naming the rule.
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// A rules file: `rules:` and a list of [`RuleSpec`]s.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+}
+
+/// Parses and validates the text of a rules file (`rules: [...]`). A YAML or shape error is
+/// reported alone (with its position); otherwise every problem of every rule is reported.
+pub fn parse_rules(text: &str) -> Result<Vec<RuleSpec>, Vec<RuleIssue>> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let file: RulesFile = serde_saphyr::from_str(text).map_err(|e| {
+        let loc = e.location();
+        vec![RuleIssue {
+            line: loc.map_or(0, |l| l.line()),
+            column: loc.map_or(0, |l| l.column()),
+            message: e
+                .without_snippet()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }]
+    })?;
+    let issues = validate_rules(&file.rules);
+    if issues.is_empty() {
+        Ok(file.rules)
+    } else {
+        Err(issues)
+    }
+}
+
+/// Every problem of `rules` (names, regexes, globs, durations, severities, group keys,
+/// templates), in order of position.
+pub fn validate_rules(rules: &[RuleSpec]) -> Vec<RuleIssue> {
+    let mut issues = Vec::new();
+    let mut names = BTreeSet::new();
+    for r in rules {
+        if let Err(mut e) = compile(r) {
+            issues.append(&mut e);
+        }
+        if !names.insert(r.name.value.clone()) {
+            issues.push(at(
+                &r.name,
+                format!(
+                    "rule {:?}: a rule of this name is defined twice",
+                    r.name.value
+                ),
+            ));
+        }
+    }
+    issues.sort_by_key(|a| (a.line, a.column));
+    issues
+}
+
+fn at<T>(s: &Spanned<T>, message: String) -> RuleIssue {
+    RuleIssue {
+        line: s.referenced.line(),
+        column: s.referenced.column(),
+        message,
+    }
+}
+
+/// The compiled matcher of a user rule.
+#[derive(Debug)]
+struct YamlMatch {
+    kinds: Vec<String>,
+    reasons: Vec<String>,
+    reason_regex: Option<Regex>,
+    event_type: Option<String>,
+    involved: Vec<String>,
+    namespaces: Option<GlobSet>,
+    labels: Vec<(String, GlobMatcher)>,
+    message_regex: Option<Regex>,
+    min_count: u32,
+}
+
+const KINDS: [&str; 3] = ["event", "pod", "node"];
+
+/// A regex with a bounded compiled size (user input).
+fn regex(s: &str) -> Result<Regex, String> {
+    regex::RegexBuilder::new(s)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            e.to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+}
+
+/// Compiles one user rule into a signal rule, or every problem with it.
+pub(crate) fn compile(r: &RuleSpec) -> Result<SignalSpec, Vec<RuleIssue>> {
+    let mut issues = Vec::new();
+    let name = r.name.value.as_str();
+    let mut bad = |s: RuleIssue| issues.push(s);
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        bad(at(
+            &r.name,
+            format!("rule {name:?}: a name is letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    if crate::rules::BUILT_IN.contains(&name) {
+        bad(at(
+            &r.name,
+            format!(
+                "rule {name:?}: that is a built-in rule's name (tune it under classifier.{name} instead)"
+            ),
+        ));
+    }
+    let m = &r.matcher;
+    let ctx = |what: &str| format!("rule {name:?}: {what}");
+    let mut kinds = Vec::new();
+    if let Some(k) = &m.kind {
+        for v in k.value.values() {
+            if KINDS.contains(&v.as_str()) {
+                kinds.push(v);
+            } else {
+                bad(at(
+                    k,
+                    ctx(&format!("unknown record kind {v:?} (event, pod or node)")),
+                ));
+            }
+        }
+    }
+    let reasons = m
+        .reason
+        .as_ref()
+        .map(|r| r.value.values())
+        .unwrap_or_default();
+    let reason_regex = m.reason_regex.as_ref().and_then(|s| match regex(&s.value) {
+        Ok(re) => Some(re),
+        Err(e) => {
+            bad(at(s, ctx(&format!("invalid reason_regex: {e}"))));
+            None
+        }
+    });
+    let message_regex = m
+        .message_regex
+        .as_ref()
+        .and_then(|s| match regex(&s.value) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                bad(at(s, ctx(&format!("invalid message_regex: {e}"))));
+                None
+            }
+        });
+    let event_type = m.event_type.as_ref().and_then(|t| {
+        if t.value == "Normal" || t.value == "Warning" {
+            Some(t.value.clone())
+        } else {
+            bad(at(
+                t,
+                ctx(&format!(
+                    "type must be Normal or Warning, not {:?}",
+                    t.value
+                )),
+            ));
+            None
+        }
+    });
+    let namespaces = m.namespaces.as_ref().and_then(|n| {
+        let mut b = GlobSetBuilder::new();
+        let mut ok = true;
+        for g in n.value.values() {
+            match Glob::new(&g) {
+                Ok(g) => {
+                    b.add(g);
+                }
+                Err(e) => {
+                    ok = false;
+                    bad(at(
+                        n,
+                        ctx(&format!("invalid namespace glob {g:?}: {}", e.kind())),
+                    ));
+                }
+            }
+        }
+        b.build().ok().filter(|_| ok)
+    });
+    let mut labels = Vec::new();
+    for (k, v) in &m.labels {
+        match Glob::new(&v.value) {
+            Ok(g) => labels.push((k.clone(), g.compile_matcher())),
+            Err(e) => bad(at(
+                v,
+                ctx(&format!("invalid glob for label {k:?}: {}", e.kind())),
+            )),
+        }
+    }
+    let min_count = m.min_count.as_ref().map_or(0, |c| c.value);
+    let empty = m.kind.is_none()
+        && m.reason.is_none()
+        && m.reason_regex.is_none()
+        && m.event_type.is_none()
+        && m.involved_kind.is_none()
+        && m.namespaces.is_none()
+        && m.labels.is_empty()
+        && m.message_regex.is_none()
+        && m.min_count.is_none();
+    if empty {
+        bad(at(&r.name, ctx("match: must name at least one condition")));
+    }
+    let mut duration = |s: &Option<Spanned<String>>, field: &str, default: Duration| match s {
+        None => default,
+        Some(s) => match parse_duration(&s.value) {
+            Ok(d) => d,
+            Err(e) => {
+                issues.push(at(s, ctx(&format!("{field}: {e}"))));
+                default
+            }
+        },
+    };
+    let persist = duration(&r.persist, "for", Duration::ZERO);
+    let quiet = duration(&r.resolve_after, "resolve_after", Duration::from_secs(600));
+    let (threshold, window) = match &r.threshold {
+        None => (1, Duration::from_secs(600)),
+        Some(t) => {
+            let window = duration(&Some(t.window.clone()), "threshold.window", Duration::ZERO);
+            if t.count.value == 0 {
+                issues.push(at(&t.count, ctx("threshold.count must be at least 1")));
+            }
+            (u64::from(t.count.value.max(1)), window)
+        }
+    };
+    let severity = match &r.severity {
+        None => Severity::Warning,
+        Some(s) => s.value.parse().unwrap_or_else(|_| {
+            issues.push(at(
+                s,
+                ctx(&format!(
+                    "severity must be info, warning or critical, not {:?}",
+                    s.value
+                )),
+            ));
+            Severity::Warning
+        }),
+    };
+    let mut group_by = Vec::new();
+    match &r.group_by {
+        None => group_by.push(GroupKey::Owner),
+        Some(list) => {
+            if list.value.is_empty() {
+                issues.push(at(list, ctx("group_by must name at least one key")));
+            }
+            for k in &list.value {
+                match GroupKey::ALL.iter().find(|(n, _)| *n == k.value) {
+                    Some((_, key)) if group_by.contains(key) => {
+                        issues.push(at(k, ctx(&format!("group_by names {:?} twice", k.value))));
+                    }
+                    Some((_, key)) => group_by.push(*key),
+                    None => issues.push(at(
+                        k,
+                        ctx(&format!(
+                            "unknown group_by key {:?} (one of {})",
+                            k.value,
+                            GroupKey::ALL.map(|(n, _)| n).join(", ")
+                        )),
+                    )),
+                }
+            }
+        }
+    }
+    let summary = match &r.summary {
+        None => "{rule}: {reason} on {subject} ({count}x): {message}".to_string(),
+        Some(s) => {
+            for p in placeholders(&s.value) {
+                if !PLACEHOLDERS.contains(&p.as_str()) {
+                    issues.push(at(
+                        s,
+                        ctx(&format!(
+                            "unknown summary placeholder {{{p}}} (one of {})",
+                            PLACEHOLDERS.join(", ")
+                        )),
+                    ));
+                }
+            }
+            s.value.clone()
+        }
+    };
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    let involved = m
+        .involved_kind
+        .as_ref()
+        .map(|k| k.value.values())
+        .unwrap_or_default();
+    Ok(SignalSpec {
+        name: name.to_string(),
+        severity,
+        escalation: Vec::new(),
+        matcher: Box::new(YamlMatch {
+            kinds,
+            reasons,
+            reason_regex,
+            event_type,
+            involved,
+            namespaces,
+            labels,
+            message_regex,
+            min_count,
+        }),
+        clear: None,
+        threshold,
+        window: signed(window),
+        persist: signed(persist),
+        quiet: Some(signed(quiet)),
+        group_by,
+        summary,
+        inhibit: false,
+        skip_deleting: false,
+        distinct_objects: false,
+        absorbed_by: &[],
+    })
+}
+
+/// The `{names}` in a template.
+fn placeholders(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else { break };
+        out.push(after[..end].to_string());
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// What a record says, for matching: kind, reason, message, container, restarts, weight,
+/// Event count.
+struct Facts<'a> {
+    kind: &'static str,
+    reason: String,
+    message: &'a str,
+    container: Option<String>,
+    restarts: Option<u32>,
+    weight: u64,
+    count: u32,
+    event_type: Option<&'a str>,
+}
+
+fn facts(record: &Record) -> Facts<'_> {
+    let mut f = Facts {
+        kind: record.kind_name(),
+        reason: String::new(),
+        message: "",
+        container: None,
+        restarts: None,
+        weight: 1,
+        count: 1,
+        event_type: None,
+    };
+    match &record.body {
+        RecordBody::Event(e) => {
+            f.reason.clone_from(&e.reason);
+            f.message = &e.message;
+            f.weight = u64::from(e.count_delta.max(1));
+            f.count = e.count;
+            f.event_type = Some(&e.event_type);
+            f.container = e.field_path.as_deref().and_then(|p| {
+                let s = p.find('{')? + 1;
+                let end = p[s..].find('}')? + s;
+                Some(p[s..end].to_string())
+            });
+        }
+        RecordBody::Pod(p) => match &p.change {
+            PodChange::Created => f.reason = "Created".into(),
+            PodChange::ContainerTerminated {
+                container,
+                reason,
+                message,
+                restart_count,
+                ..
+            } => {
+                f.reason = reason.clone().unwrap_or_else(|| "Terminated".into());
+                f.message = message.as_deref().unwrap_or_default();
+                f.container = Some(container.clone());
+                f.restarts = Some(*restart_count);
+            }
+            PodChange::ContainerWaiting {
+                container,
+                reason,
+                message,
+                restart_count,
+                ..
+            } => {
+                f.reason.clone_from(reason);
+                f.message = message.as_deref().unwrap_or_default();
+                f.container = Some(container.clone());
+                f.restarts = Some(*restart_count);
+            }
+            PodChange::PhaseChanged {
+                to,
+                reason,
+                message,
+                ..
+            } => {
+                f.reason = reason.clone().unwrap_or_else(|| to.clone());
+                f.message = message.as_deref().unwrap_or_default();
+            }
+            PodChange::Evicted { message } => {
+                f.reason = "Evicted".into();
+                f.message = message;
+            }
+            PodChange::DeletionRequested => f.reason = "DeletionRequested".into(),
+            PodChange::Deleted => f.reason = "Deleted".into(),
+        },
+        RecordBody::Node(n) => match &n.change {
+            NodeChange::Created => f.reason = "Created".into(),
+            NodeChange::ConditionChanged {
+                condition,
+                to,
+                message,
+                ..
+            } => {
+                f.reason = format!("{condition}={to}");
+                f.message = message.as_deref().unwrap_or_default();
+            }
+            NodeChange::Rebooted { .. } => f.reason = "Rebooted".into(),
+            NodeChange::Deleted => f.reason = "Deleted".into(),
+        },
+    }
+    f
+}
+
+impl Match for YamlMatch {
+    fn signal(&self, record: &Record, pods: &PodIndex) -> Option<Signal> {
+        let f = facts(record);
+        if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k == f.kind) {
+            return None;
+        }
+        if !self.reasons.is_empty() && !self.reasons.contains(&f.reason) {
+            return None;
+        }
+        if let Some(t) = &self.event_type
+            && f.event_type != Some(t.as_str())
+        {
+            return None;
+        }
+        if !self.involved.is_empty()
+            && !self
+                .involved
+                .iter()
+                .any(|k| k == record.object.kind.as_str())
+        {
+            return None;
+        }
+        if let Some(ns) = &self.namespaces
+            && !record
+                .object
+                .namespace
+                .as_deref()
+                .is_some_and(|n| ns.is_match(n))
+        {
+            return None;
+        }
+        if f.count < self.min_count {
+            return None;
+        }
+        if let Some(re) = &self.reason_regex
+            && !re.is_match(&f.reason)
+        {
+            return None;
+        }
+        if !self.labels.is_empty() {
+            let own = &record.labels;
+            let labels = if own.is_empty() && record.object.kind == ObjectKind::Pod {
+                pods.get(&record.object.key())
+                    .map(|p| &p.labels)
+                    .unwrap_or(own)
+            } else {
+                own
+            };
+            if !self
+                .labels
+                .iter()
+                .all(|(k, g)| labels.get(k).is_some_and(|v| g.is_match(v)))
+            {
+                return None;
+            }
+        }
+        if let Some(re) = &self.message_regex
+            && !re.is_match(f.message)
+        {
+            return None;
+        }
+        Some(Signal {
+            reason: f.reason,
+            container: f.container,
+            restarts: f.restarts,
+            weight: f.weight,
+            message: f.message.to_string(),
+        })
+    }
+}
