@@ -1,6 +1,7 @@
-//! The service's read-only HTTP API: history and incident queries for the CLI (which cannot
-//! open the store while the service holds it), `/healthz`, and Prometheus `/metrics`. Binds to
-//! 127.0.0.1 unless configured otherwise.
+//! The service's HTTP API: history, incident and outbox queries for the CLI (which cannot
+//! open the store while the service holds it), the few writes the CLI makes while the service
+//! runs (`deliveries retry`, `silence add/expire`), `/healthz`, and Prometheus `/metrics`.
+//! Binds to 127.0.0.1 unless configured otherwise.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::atomic::Ordering;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -25,6 +26,7 @@ use herald_core::{ObjectKind, ObjectRef, Timestamp};
 use herald_store::Store;
 use herald_watcher::{Resource, ResourceStats, Verb, WatcherStats};
 
+use crate::delivery::OutboxHandle;
 use crate::query::{history_from_store, incidents_from_store};
 use crate::service::Stats;
 
@@ -205,6 +207,8 @@ struct AppState {
     stats: Arc<Stats>,
     /// How many resources must finish their initial sync before `/readyz` says ready.
     expected_synced: u64,
+    /// The running outbox, for `deliveries retry` (absent: retries only stored).
+    outbox: Option<OutboxHandle>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,6 +268,66 @@ async fn incidents(
     Ok(Json(incidents_from_store(&st.store, p.since, p.open)?).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+struct DeliveriesParams {
+    state: Option<crate::deliveries::Which>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdBody {
+    id: String,
+}
+
+async fn deliveries(
+    State(st): State<AppState>,
+    Query(p): Query<DeliveriesParams>,
+) -> Result<Response, ApiError> {
+    let which = p.state.unwrap_or(crate::deliveries::Which::All);
+    Ok(Json(crate::deliveries::list_from_store(&st.store, which)?).into_response())
+}
+
+/// Puts a dead letter back into the outbox and hands it to its channel's worker.
+async fn retry_delivery(
+    State(st): State<AppState>,
+    Json(body): Json<IdBody>,
+) -> Result<Response, ApiError> {
+    let (answer, n) = crate::deliveries::retry_in_store(&st.store, &body.id, Timestamp::now())?;
+    if let (Some(n), Some(outbox)) = (n, &st.outbox) {
+        let now = Timestamp::now();
+        let urgent = crate::delivery::is_urgent(&n);
+        let mut p = herald_notifiers::Pending::new(n, urgent);
+        p.since = now;
+        p.due = now;
+        outbox.enqueue(p);
+    }
+    Ok(Json(answer).into_response())
+}
+
+async fn silences(State(st): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(st.store.silences()?).into_response())
+}
+
+async fn add_silence(
+    State(st): State<AppState>,
+    Json(s): Json<herald_core::Silence>,
+) -> Result<Response, ApiError> {
+    st.store.put_silence(&s)?;
+    Ok(Json(s).into_response())
+}
+
+async fn expire_silence(
+    State(st): State<AppState>,
+    Json(body): Json<IdBody>,
+) -> Result<Response, ApiError> {
+    match st.store.expire_silence(&body.id, Timestamp::now())? {
+        Some(s) => Ok(Json(s).into_response()),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no silence {:?}", body.id),
+        )),
+    }
+}
+
 async fn readyz(State(st): State<AppState>) -> Response {
     let synced = st.stats.synced.load(Ordering::Relaxed);
     if synced >= st.expected_synced {
@@ -296,6 +360,10 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/history/{kind}/{*key}", get(history))
         .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/deliveries", get(deliveries))
+        .route("/api/v1/deliveries/retry", post(retry_delivery))
+        .route("/api/v1/silences", get(silences).post(add_silence))
+        .route("/api/v1/silences/expire", post(expire_silence))
         .with_state(state)
 }
 
@@ -306,6 +374,7 @@ pub async fn bind(
     metrics: Arc<Metrics>,
     stats: Arc<Stats>,
     expected_synced: u64,
+    outbox: Option<OutboxHandle>,
 ) -> std::io::Result<(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>>,
@@ -317,6 +386,7 @@ pub async fn bind(
         metrics,
         stats,
         expected_synced,
+        outbox,
     });
     Ok((local, async move { axum::serve(listener, app).await }))
 }

@@ -62,6 +62,11 @@ pub enum Command {
     History(HistoryArgs),
     /// List incidents.
     Incidents(IncidentsArgs),
+    /// The outbox: pending notifications and dead letters (`--dead`); `retry ID` sends a dead
+    /// letter again.
+    Deliveries(crate::deliveries::DeliveriesArgs),
+    /// Silence notifications: `add --match KEY=VALUE --for 2h`, `list`, `expire ID`.
+    Silence(crate::silence::SilenceArgs),
 }
 
 /// `herald run`.

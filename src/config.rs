@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use herald_classifier::ClassifierConfig;
-use herald_notifiers::{ChannelConfig, SubscriptionConfig};
+use herald_notifiers::{ChannelConfig, DeliveryConfig, SubscriptionConfig};
 
 /// The whole configuration of `herald run`.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +32,8 @@ pub struct Config {
     pub channels: BTreeMap<String, ChannelConfig>,
     /// Who gets told what, on which channels.
     pub subscriptions: Vec<SubscriptionConfig>,
+    /// How the outbox retries (attempts, maximum age, backoff).
+    pub delivery: DeliveryConfig,
 }
 
 /// Top-level scalar settings.
@@ -237,6 +239,7 @@ struct TopLevelKeys {
     classifier: Option<serde::de::IgnoredAny>,
     channels: Option<serde::de::IgnoredAny>,
     subscriptions: Option<serde::de::IgnoredAny>,
+    delivery: Option<serde::de::IgnoredAny>,
 }
 
 /// The scalar top-level keys, parsed on their own (other keys are ignored in this pass).
@@ -267,6 +270,7 @@ section_pass!(WatchPass, watch: WatchSection);
 section_pass!(ClassifierPass, classifier: ClassifierConfig);
 section_pass!(ChannelsPass, channels: BTreeMap<String, ChannelConfig>);
 section_pass!(SubscriptionsPass, subscriptions: Vec<SubscriptionConfig>);
+section_pass!(DeliveryPass, delivery: DeliveryConfig);
 
 impl Config {
     /// Reads and validates `path`. Returns every problem found, not just the first.
@@ -330,6 +334,19 @@ impl Config {
         let r = serde_saphyr::from_str::<SubscriptionsPass>(text)
             .map(|p| cfg.subscriptions = p.subscriptions.unwrap_or_default());
         pass(&mut issues, r);
+        let r = serde_saphyr::from_str::<DeliveryPass>(text)
+            .map(|p| cfg.delivery = p.delivery.unwrap_or_default());
+        pass(&mut issues, r);
+        for (field, message) in cfg.delivery.problems() {
+            let key = format!("delivery.{field}");
+            let at = locate(text, &key);
+            issues.push(ConfigIssue {
+                file: path.to_path_buf(),
+                line: at.map(|(l, _)| l),
+                column: at.map(|(_, c)| c),
+                message: format!("{key}: {message}"),
+            });
+        }
 
         // Relative paths in the file are relative to the file, wherever herald runs from.
         let base = path.parent().unwrap_or(Path::new(""));

@@ -4,10 +4,13 @@
 mod api;
 mod cli;
 mod config;
+mod deliveries;
+mod delivery;
 mod demo;
 mod output;
 mod query;
 mod service;
+mod silence;
 
 use std::process::ExitCode;
 
@@ -54,6 +57,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => cli::validate(&args),
         Command::History(args) => query::history(args, &data_dir).await,
         Command::Incidents(args) => query::incidents(args, &data_dir).await,
+        Command::Deliveries(args) => deliveries::run(args, &data_dir).await,
+        Command::Silence(args) => silence::run(args, &data_dir).await,
     }
 }
 

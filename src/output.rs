@@ -4,7 +4,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 
 use herald_core::{Incident, Timestamp};
 
-use crate::query::HistoryView;
+use crate::query::{HistoryView, NotificationView};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -57,9 +57,22 @@ pub fn print_history(view: &HistoryView) {
             iv.notifications
                 .iter()
                 .map(|n| {
-                    let status = if n.delivered { "ok" } else { "pending/failed" };
+                    let status = match (&n.settled_by, n.status.as_str()) {
+                        (_, "") if n.delivered => "delivered".to_string(),
+                        (_, "") => "pending".to_string(),
+                        (Some(by), s) => format!("{s}: {by}"),
+                        (None, s) => s.to_string(),
+                    };
+                    let when = n
+                        .attempts
+                        .iter()
+                        .rev()
+                        .find(|a| a.outcome.is_delivered())
+                        .or(n.attempts.last())
+                        .map(|a| ts(a.at))
+                        .unwrap_or_else(|| ts(n.created_at));
                     format!(
-                        "{} {} via {} ({status})",
+                        "{} to {} via {} at {when} ({status})",
                         n.transition, n.subscription, n.channel
                     )
                 })
@@ -95,6 +108,79 @@ pub fn print_incidents(list: &[Incident]) {
             i.subject.to_string(),
             i.count.to_string(),
             truncate(&i.summary, 90),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// Prints outbox entries (pending notifications, dead letters).
+pub fn print_deliveries(list: &[NotificationView]) {
+    if list.is_empty() {
+        println!("Nothing pending, no dead letters.");
+        return;
+    }
+    let mut t = table(&[
+        "CREATED",
+        "STATUS",
+        "CHANNEL",
+        "SUBSCRIPTION",
+        "ATTEMPTS",
+        "LAST ERROR",
+        "ID",
+    ]);
+    for n in list {
+        let last_error = n
+            .attempts
+            .iter()
+            .rev()
+            .find_map(|a| match &a.outcome {
+                herald_core::DeliveryOutcome::Failed { error, .. }
+                | herald_core::DeliveryOutcome::Dead { error } => Some(error.clone()),
+                herald_core::DeliveryOutcome::Delivered { .. } => None,
+            })
+            .unwrap_or_else(|| "-".into());
+        t.add_row(vec![
+            ts(n.created_at),
+            n.status.clone(),
+            n.channel.clone(),
+            n.subscription.clone(),
+            n.attempts.len().to_string(),
+            truncate(&last_error, 60),
+            n.id.clone(),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// Prints silences.
+pub fn print_silences(list: &[herald_core::Silence], now: Timestamp) {
+    if list.is_empty() {
+        println!("No silences.");
+        return;
+    }
+    let mut t = table(&["ID", "STATE", "MATCHERS", "STARTS", "ENDS", "BY", "COMMENT"]);
+    for s in list {
+        let state = if s.is_active(now) {
+            "active"
+        } else if s.starts_at > now {
+            "pending"
+        } else {
+            "expired"
+        };
+        let matchers = s
+            .matchers
+            .iter()
+            .map(|m| format!("{}={}", m.key, m.value))
+            .collect::<Vec<_>>()
+            .join(" ");
+        t.add_row(vec![
+            s.id.clone(),
+            state.to_string(),
+            matchers,
+            ts(s.starts_at),
+            ts(s.ends_at),
+            s.created_by.clone(),
+            truncate(&s.comment, 60),
         ]);
     }
     println!("{t}");

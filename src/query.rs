@@ -66,13 +66,46 @@ pub struct NotificationView {
     pub created_at: Timestamp,
     /// Whether a delivery attempt succeeded.
     pub delivered: bool,
+    /// `delivered`, `pending`, `dead`, `digested` (folded into the digest `settled_by`) or
+    /// `silenced` (by the silence `settled_by`).
+    #[serde(default)]
+    pub status: String,
+    /// The digest or silence that settled it, for `digested` and `silenced`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_by: Option<String>,
     /// Every attempt.
     pub attempts: Vec<DeliveryAttempt>,
 }
 
 impl NotificationView {
+    /// The view of `n` with its attempts and its state in `store`.
+    pub fn from_store(
+        store: &Store,
+        n: Notification,
+        attempts: Vec<DeliveryAttempt>,
+    ) -> Result<Self, StoreError> {
+        let mut v = Self::new(n, attempts);
+        if v.delivered {
+            v.status = "delivered".into();
+        } else if let Some(fate) = store.fate(&v.id)? {
+            let (status, by) = match fate {
+                herald_store::Fate::Digested { digest_id, .. } => ("digested", digest_id),
+                herald_store::Fate::Silenced { silence_id, .. } => ("silenced", silence_id),
+            };
+            v.status = status.into();
+            v.settled_by = Some(by);
+        } else if store.is_dead(&v.id)? {
+            v.status = "dead".into();
+        } else {
+            v.status = "pending".into();
+        }
+        Ok(v)
+    }
+
     fn new(n: Notification, attempts: Vec<DeliveryAttempt>) -> Self {
         Self {
+            status: String::new(),
+            settled_by: None,
             delivered: attempts.iter().any(|a| a.outcome.is_delivered()),
             id: n.id,
             transition: n.transition,
@@ -109,8 +142,8 @@ pub fn history_from_store(
         let notifications = store
             .deliveries_for_incident(&incident.id)?
             .into_iter()
-            .map(|(n, attempts)| NotificationView::new(n, attempts))
-            .collect();
+            .map(|(n, attempts)| NotificationView::from_store(store, n, attempts))
+            .collect::<Result<_, _>>()?;
         incidents.push(IncidentView {
             incident,
             notifications,
@@ -151,7 +184,7 @@ pub fn incidents_from_store(
 }
 
 /// Where query commands get their answers.
-enum Source {
+pub(crate) enum Source {
     Local(Store),
     Remote {
         api: String,
@@ -159,7 +192,7 @@ enum Source {
     },
 }
 
-async fn open_source(data_dir: &Path) -> anyhow::Result<Source> {
+pub(crate) async fn open_source(data_dir: &Path) -> anyhow::Result<Source> {
     if !data_dir.exists() {
         bail!(
             "no history at {} (run `herald run` or `herald demo` first, or pass --data-dir)",
@@ -193,7 +226,7 @@ async fn open_source(data_dir: &Path) -> anyhow::Result<Source> {
     }
 }
 
-async fn get_json<T: for<'de> Deserialize<'de>>(
+pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
     client: &reqwest::Client,
     url: &str,
 ) -> anyhow::Result<T> {

@@ -18,11 +18,13 @@ use tokio_util::sync::CancellationToken;
 use herald_classifier::Classifier;
 use herald_core::{IncidentChange, Notification, Timestamp, Transition};
 use herald_notifiers::{Channels, Dispatcher, Router};
+
+use crate::delivery::{self, OutboxHandle, WorkerContext};
 use herald_store::{Store, StoreError};
 use herald_templates::Renderer;
 use herald_watcher::{Resource, WatchItem, Watcher, WatcherConfig};
 
-use crate::api::{self, DeliveryLabels, IncidentLabels, KindLabel, Metrics};
+use crate::api::{self, IncidentLabels, KindLabel, Metrics};
 use crate::cli::{RunArgs, default_data_dir};
 use crate::config::Config;
 use crate::query;
@@ -176,6 +178,21 @@ pub async fn run_service(
     }
     let metrics = Arc::new(Metrics::new(watcher.stats()));
 
+    // Delivery: one worker per channel running its queue (budget, retries, digests);
+    // pending notifications from before a restart are queued first.
+    let dispatcher = Arc::new(Dispatcher::new(cfg.delivery.retry_policy()));
+    let workers_stop = CancellationToken::new();
+    let (outbox, workers) = delivery::start(
+        WorkerContext {
+            store: store.clone(),
+            channels: channels.clone(),
+            dispatcher,
+            metrics: metrics.clone(),
+            stats: stats.clone(),
+        },
+        workers_stop.clone(),
+    )?;
+
     // Query API.
     let expected_synced = [cfg.watch.events, cfg.watch.pods, cfg.watch.nodes]
         .iter()
@@ -187,6 +204,7 @@ pub async fn run_service(
         metrics.clone(),
         stats.clone(),
         expected_synced,
+        Some(outbox.clone()),
     )
     .await
     .with_context(|| format!("cannot bind the query API on {}", cfg.general.listen))?;
@@ -194,29 +212,6 @@ pub async fn run_service(
     tracing::info!(%addr, "query API listening");
     let api_task = tokio::spawn(serve);
     let retention_task = tokio::spawn(retention_worker(store.clone(), cfg.general.retention));
-
-    // Delivery: one ordered queue per channel; pending notifications from before a restart
-    // are queued first.
-    let dispatcher = Arc::new(Dispatcher::default());
-    let mut queues: BTreeMap<String, mpsc::UnboundedSender<Notification>> = BTreeMap::new();
-    let mut workers = Vec::new();
-    for name in cfg.channels.keys() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        queues.insert(name.clone(), tx);
-        workers.push(tokio::spawn(delivery_worker(
-            rx,
-            channels.clone(),
-            dispatcher.clone(),
-            store.clone(),
-            metrics.clone(),
-            stats.clone(),
-        )));
-    }
-    for n in store.pending_notifications()? {
-        if let Some(q) = queues.get(&n.channel) {
-            let _ = q.send(n);
-        }
-    }
 
     let mut watch_task = tokio::spawn(async move { watcher.run(tx).await });
 
@@ -226,7 +221,8 @@ pub async fn run_service(
         router,
         renderer,
         channels: channels.clone(),
-        queues,
+        outbox,
+        silences: store.silences().unwrap_or_default(),
         metrics,
         stats,
     };
@@ -253,6 +249,10 @@ pub async fn run_service(
                 }
             },
             _ = tick.tick() => {
+                match pipeline.store.silences() {
+                    Ok(s) => pipeline.silences = s,
+                    Err(e) => tracing::error!(error = %e, "cannot read silences"),
+                }
                 let changes = pipeline.classifier.tick(Timestamp::now());
                 if let Err(e) = changes.into_iter().try_for_each(|c| pipeline.on_change(c)) {
                     break Err(e);
@@ -266,6 +266,7 @@ pub async fn run_service(
     // sled lock is released and the directory can be reopened at once.
     watch_task.abort();
     drop(pipeline);
+    workers_stop.cancel();
     let abort: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
     let mut drain = std::pin::pin!(futures::future::join_all(workers));
     if tokio::time::timeout(SHUTDOWN_DRAIN, &mut drain)
@@ -297,7 +298,10 @@ struct Pipeline {
     router: Router,
     renderer: Renderer,
     channels: Arc<Channels>,
-    queues: BTreeMap<String, mpsc::UnboundedSender<Notification>>,
+    outbox: OutboxHandle,
+    /// The stored silences, re-read every tick (so `herald silence add` takes effect within a
+    /// second).
+    silences: Vec<herald_core::Silence>,
     metrics: Arc<Metrics>,
     stats: Arc<Stats>,
 }
@@ -379,15 +383,25 @@ impl Pipeline {
                 change: change.clone(),
                 message,
             };
+            if let Some(silence) =
+                herald_notifiers::silence::silenced_by(&self.silences, &n, Timestamp::now())
+            {
+                if self
+                    .store
+                    .put_silenced(&n, &silence.id, Timestamp::now())
+                    .context("cannot persist a silenced notification")?
+                {
+                    tracing::info!(notification = %n.id, silence = %silence.id, "notification silenced");
+                }
+                continue;
+            }
             if self
                 .store
                 .put_notification(&n)
                 .context("cannot persist a notification")?
             {
                 self.stats.notifications.fetch_add(1, Ordering::Relaxed);
-                if let Some(q) = self.queues.get(&n.channel) {
-                    let _ = q.send(n);
-                }
+                self.outbox.enqueue_new(n);
             }
         }
         Ok(())
@@ -429,39 +443,6 @@ async fn retention_worker(store: Store, retention: Duration) {
             ),
             Ok(Err(e)) => tracing::error!(error = %e, %cutoff, "retention: prune failed"),
             Err(e) => tracing::error!(error = %e, "retention: prune task failed"),
-        }
-    }
-}
-
-async fn delivery_worker(
-    mut rx: mpsc::UnboundedReceiver<Notification>,
-    channels: Arc<Channels>,
-    dispatcher: Arc<Dispatcher>,
-    store: Store,
-    metrics: Arc<Metrics>,
-    stats: Arc<Stats>,
-) {
-    while let Some(n) = rx.recv().await {
-        let attempts = dispatcher.deliver(&channels, &n).await;
-        for a in &attempts {
-            let outcome = match &a.outcome {
-                herald_core::DeliveryOutcome::Delivered { .. } => "delivered",
-                herald_core::DeliveryOutcome::Failed { .. } => "failed",
-                herald_core::DeliveryOutcome::Dead { .. } => "dead",
-            };
-            metrics
-                .deliveries
-                .get_or_create(&DeliveryLabels {
-                    channel: a.channel.clone(),
-                    outcome: outcome.to_string(),
-                })
-                .inc();
-            if a.outcome.is_delivered() {
-                stats.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Err(e) = store.record_delivery(a) {
-                tracing::error!(error = %e, notification = %n.id, "cannot persist a delivery attempt");
-            }
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`queue`]: the per-channel queue deciding what to send next (urgent first, retries,
 //!   digests when over budget or after quiet hours).
 //! - [`digest`]: folding many notifications into one digest message.
+//! - [`silence`]: whether a silence's `KEY=VALUE` matchers hold for a notification.
 //!
 //! This crate does not render templates (the caller puts the rendered
 //! [`Message`](herald_core::Message) in the [`Notification`](herald_core::Notification)) and
@@ -27,6 +28,7 @@ pub mod error;
 pub mod queue;
 pub mod router;
 pub mod secret;
+pub mod silence;
 pub mod webhook;
 
 #[cfg(test)]
