@@ -18,6 +18,7 @@ use herald_core::{DeliveryOutcome, Notification};
 
 use crate::config::ChannelConfig;
 use crate::console::ConsoleChannel;
+use crate::email::EmailChannel;
 use crate::error::NotifyError;
 use crate::webhook::WebhookChannel;
 
@@ -208,6 +209,30 @@ pub trait Channel: Send + Sync + fmt::Debug {
     }
 }
 
+/// Logs one attempt's outcome with the channel's name and kind (never a secret: outcomes are
+/// scrubbed by the channels).
+pub(crate) fn log_outcome(
+    channel: &str,
+    kind: ChannelKind,
+    n: &Notification,
+    outcome: &DeliveryOutcome,
+) {
+    match outcome {
+        DeliveryOutcome::Delivered { status } => {
+            tracing::debug!(channel, kind = %kind, notification = %n.id, status = ?status, "delivered");
+        }
+        DeliveryOutcome::Failed {
+            error,
+            retry_after_secs,
+        } => {
+            tracing::warn!(channel, kind = %kind, notification = %n.id, %error, retry_after_secs = ?retry_after_secs, "delivery attempt failed");
+        }
+        DeliveryOutcome::Dead { error } => {
+            tracing::warn!(channel, kind = %kind, notification = %n.id, %error, "delivery failed permanently");
+        }
+    }
+}
+
 /// Every configured channel, by name. Built once at start-up.
 #[derive(Debug, Clone, Default)]
 pub struct Channels {
@@ -223,6 +248,7 @@ impl Channels {
             let channel: Arc<dyn Channel> = match c {
                 ChannelConfig::Console(c) => Arc::new(ConsoleChannel::new(name, c)),
                 ChannelConfig::Webhook(c) => Arc::new(WebhookChannel::new(name, c)?),
+                ChannelConfig::Email(c) => Arc::new(EmailChannel::new(name, c)?),
             };
             by_name.insert(name.clone(), channel);
         }

@@ -31,6 +31,7 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use crate::console::ConsoleConfig;
+use crate::email::EmailConfig;
 use crate::webhook::WebhookConfig;
 
 /// One entry of `channels:` (the map key is the channel's name). Selected by `type:`.
@@ -41,6 +42,8 @@ pub enum ChannelConfig {
     Console(ConsoleConfig),
     /// `type: webhook`: POST the notification as JSON to a URL.
     Webhook(WebhookConfig),
+    /// `type: email`: SMTP with STARTTLS or implicit TLS.
+    Email(EmailConfig),
 }
 
 /// One entry of `subscriptions:`: which incident transitions go to which channels.
@@ -185,6 +188,15 @@ pub fn validate(
             ChannelConfig::Console(_) => {}
             ChannelConfig::Webhook(w) => {
                 for (field, problem) in w.problems() {
+                    issues.push(ConfigIssue::new(
+                        format!("channels.{name}.{field}"),
+                        None,
+                        problem,
+                    ));
+                }
+            }
+            ChannelConfig::Email(c) => {
+                for (field, problem) in c.problems() {
                     issues.push(ConfigIssue::new(
                         format!("channels.{name}.{field}"),
                         None,

@@ -5,7 +5,7 @@
 //! - [`secret`]: secrets in config ([`Secret`], [`SecretString`]), never printed.
 //! - [`router`]: which (subscription, channel) pairs an incident transition goes to.
 //! - [`channel`]: the [`Channel`] trait and the set of built [`Channels`].
-//! - [`console`], [`webhook`]: one module per channel type.
+//! - [`console`], [`webhook`], [`email`]: one module per channel type.
 //! - [`dispatch`]: delivery with bounded retries ([`Dispatcher`]), one attempt at a time for
 //!   the durable outbox ([`Dispatcher::attempt`]), the `delivery:` section ([`DeliveryConfig`]).
 //! - [`budget`]: per-channel rate limits (governor on the injected clock).
@@ -24,6 +24,7 @@ pub mod config;
 pub mod console;
 pub mod digest;
 pub mod dispatch;
+pub mod email;
 pub mod error;
 pub mod queue;
 pub mod router;
@@ -40,6 +41,7 @@ pub use console::{ConsoleChannel, ConsoleConfig};
 pub use budget::Budget;
 pub use dispatch::{DeliveryConfig, Dispatcher, RetryPolicy, Sleeper, Step, TokioSleeper};
 pub use queue::{ChannelQueue, Next, Pending};
+pub use email::{EmailChannel, EmailConfig};
 pub use error::NotifyError;
 pub use router::{Route, Router};
 pub use secret::{HeaderValueConfig, Secret, SecretString};

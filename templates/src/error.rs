@@ -62,8 +62,11 @@ pub enum TemplateError {
         /// One entry per problem.
         issues: Vec<TemplateIssue>,
     },
-    /// A message kind that is not one of `console`, `text`, `markdown`, `html`.
-    #[error("unknown message kind {0:?} (expected console, text, markdown or html)")]
+    /// A message kind that is not one of `console`, `text`, `markdown`, `html`, `slack`, `sms`,
+    /// `email`.
+    #[error(
+        "unknown message kind {0:?} (expected console, text, markdown, html, slack, sms or email)"
+    )]
     UnknownKind(String),
     /// A template failed while rendering (for example it used a variable that does not exist).
     #[error("{0}")]

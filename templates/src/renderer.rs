@@ -1,10 +1,16 @@
 //! The [`Renderer`]: compiles the default templates plus user overrides once, then renders an
 //! [`IncidentChange`] into a [`Message`] for a kind of channel.
 //!
-//! Each kind (`console`, `text`, `markdown`, `html`) has two templates, `<kind>.title` and
-//! `<kind>.body`; every one can be overridden by name. Titles are squeezed onto one line (they
-//! become email subjects and chat headlines). Only `html.body` is HTML-escaped automatically;
-//! structured (JSON) payloads are never built from templates but serialized by serde.
+//! Each kind (`console`, `text`, `markdown`, `html`, `slack`, `sms`) has two templates,
+//! `<kind>.title` and `<kind>.body`; every one can be overridden by name. Titles are squeezed
+//! onto one line (they become email subjects and chat headlines). Only `html.body` is
+//! HTML-escaped automatically; `slack.body` escapes with the `slack_escape` filter (`&`, `<`,
+//! `>` as Slack's mrkdwn requires). Structured (JSON) payloads are never built from templates
+//! but serialized by serde.
+//!
+//! One more kind is composite: `email` renders `text.title` as the subject and a body that is
+//! the JSON object `{"text": <text.body>, "html": <html.body>}` (serialized with serde_json, so
+//! no message can break it), which the email channel sends as multipart/alternative.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,15 +22,21 @@ use tera::{Context, ErrorKind, Kwargs, State, Tera};
 use crate::context::context_value;
 use crate::error::{TemplateError, TemplateIssue};
 
-/// The message kinds, as passed to [`Renderer::render`].
-pub const KINDS: [&str; 4] = ["console", "text", "markdown", "html"];
+/// The message kinds that have their own templates.
+pub const KINDS: [&str; 6] = ["console", "text", "markdown", "html", "slack", "sms"];
+
+/// Kinds made of other kinds' templates (`email`: text + HTML), also accepted by
+/// [`Renderer::render`].
+pub const COMPOSITE_KINDS: [&str; 1] = ["email"];
 
 const TITLE: &str = include_str!("../templates/title.tera");
-const DEFAULT_BODIES: [(&str, &str); 4] = [
+const DEFAULT_BODIES: [(&str, &str); 6] = [
     ("console", include_str!("../templates/console.tera")),
     ("text", include_str!("../templates/text.tera")),
     ("markdown", include_str!("../templates/markdown.tera")),
     ("html", include_str!("../templates/html.tera")),
+    ("slack", include_str!("../templates/slack.tera")),
+    ("sms", include_str!("../templates/sms.tera")),
 ];
 
 /// Where a user's template override comes from. In YAML: `{ file: /path }` or
@@ -81,6 +93,7 @@ impl Renderer {
         let mut tera = Tera::new();
         tera.autoescape_on(["html.body"]);
         tera.register_filter("md_escape", md_escape);
+        tera.register_filter("slack_escape", slack_escape);
 
         let defaults: Vec<(String, &str)> = Self::template_names()
             .into_iter()
@@ -124,8 +137,17 @@ impl Renderer {
         Ok(Self { tera })
     }
 
-    /// Renders `change` for a channel of `kind` (`console`, `text`, `markdown` or `html`).
+    /// Renders `change` for a channel of `kind` (one of [`KINDS`] or [`COMPOSITE_KINDS`]).
     pub fn render(&self, kind: &str, change: &IncidentChange) -> Result<Message, TemplateError> {
+        if kind == "email" {
+            let text = self.render("text", change)?;
+            let html = self.render("html", change)?;
+            let body = serde_json::json!({ "text": text.body, "html": html.body });
+            return Ok(Message {
+                title: text.title,
+                body: body.to_string(),
+            });
+        }
         if !KINDS.contains(&kind) {
             return Err(TemplateError::UnknownKind(kind.to_string()));
         }
@@ -155,6 +177,13 @@ fn md_escape(val: &str, _: Kwargs, _: &State) -> String {
         out.push(c);
     }
     out
+}
+
+/// Escapes what Slack's mrkdwn treats as control characters (`&`, `<`, `>`).
+fn slack_escape(val: &str, _: Kwargs, _: &State) -> String {
+    val.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A [`TemplateIssue`] from a tera error, with line and column when tera gives them.

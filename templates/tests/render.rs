@@ -385,9 +385,10 @@ fn render_errors_name_the_template_and_position() {
 
 #[test]
 fn unknown_names_and_kinds_are_rejected() {
-    let overrides = BTreeMap::from([("sms.body".to_string(), TemplateSource::Inline("x".into()))]);
+    let overrides =
+        BTreeMap::from([("pager.body".to_string(), TemplateSource::Inline("x".into()))]);
     let e = Renderer::new(&overrides).unwrap_err().to_string();
-    assert!(e.contains("sms.body") && e.contains("text.body"), "{e}");
+    assert!(e.contains("pager.body") && e.contains("text.body"), "{e}");
     let missing = BTreeMap::from([(
         "text.body".to_string(),
         TemplateSource::File("/nonexistent/herald.tera".into()),
@@ -398,7 +399,7 @@ fn unknown_names_and_kinds_are_rejected() {
         "{e}"
     );
     assert!(matches!(
-        renderer().render("sms", &oom_killed()),
+        renderer().render("pager", &oom_killed()),
         Err(TemplateError::UnknownKind(_))
     ));
 }
@@ -422,8 +423,51 @@ fn template_sources_deserialize_from_yaml() {
 #[test]
 fn every_template_has_a_default() {
     let names = Renderer::template_names();
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), 12);
     for n in &names {
         assert!(Renderer::default_source(n).is_some(), "{n}");
     }
+}
+
+#[test]
+fn slack_mrkdwn_escapes_control_characters() {
+    let mut c = oom_killed();
+    c.incident.summary = "a <b> & *c* <!channel>".into();
+    let (_, body) = render("slack", &c);
+    assert!(
+        body.starts_with("*a &lt;b&gt; &amp; *c* &lt;!channel&gt;*"),
+        "{body}"
+    );
+    assert!(!body.contains("<!channel>"));
+    assert!(body.contains("• *Rule:* `OOMKilled`"), "{body}");
+}
+
+#[test]
+fn sms_is_one_short_line() {
+    let (_, opened) = render("sms", &node_not_ready(Transition::Opened));
+    assert_eq!(
+        opened,
+        "CRITICAL [prod] NodeNotReady: Node node-b is NotReady (NodeStatusUnknown) at 2025-06-01 12:00:40 UTC"
+    );
+    let (_, resolved) = render("sms", &node_not_ready(Transition::Resolved));
+    assert!(
+        resolved.starts_with("RESOLVED after 4m 52s [prod]"),
+        "{resolved}"
+    );
+    assert!(!resolved.contains('\n'));
+}
+
+#[test]
+fn email_is_text_and_html_in_a_json_body_no_message_can_break() {
+    let mut c = oom_killed();
+    c.incident.summary = "quote \" backslash \\ brace } <script>alert(1)</script>".into();
+    let m = renderer().render("email", &c).unwrap();
+    let (text_title, text) = render("text", &c);
+    let (_, html) = render("html", &c);
+    assert_eq!(m.title, text_title);
+    let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+    assert_eq!(v["text"], text);
+    assert_eq!(v["html"], html);
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    assert!(!html.contains("<script>"));
 }
