@@ -17,6 +17,20 @@ if ! command -v kubectl >/dev/null 2>&1; then
   fi
 fi
 
+# The email tests run a real SMTP server (aiosmtpd from PyPI, notifiers/tests/smtp/server.py)
+# from a venv under target/; the tests find it through HERALD_TEST_PYTHON and fail without it.
+if ! target/pyenv/bin/python -c 'import aiosmtpd' >/dev/null 2>&1; then
+  log "installing aiosmtpd into target/pyenv (SMTP server for the email tests)"
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    fi
+  fi
+  python3 -m venv target/pyenv
+  target/pyenv/bin/pip install -q aiosmtpd
+fi
+export HERALD_TEST_PYTHON="$PWD/target/pyenv/bin/python"
+
 log "one TLS provider: ring must not be in the dependency tree"
 tree=$(cargo tree --workspace --target all -e normal,build,dev -i ring 2>/dev/null || true)
 if printf '%s\n' "$tree" | grep -q '^ring v'; then
