@@ -9,7 +9,11 @@
 //!   - at: 45s                # offset from the case's start (2025-06-02T10:00:00Z)
 //!     record: { ... }        # a herald_core::Record; `cluster`, `observed_at` (= start + at)
 //!                            # and `id` (1, 2, ... per record) are filled in when absent
+//!     # or: event: events/x.json  # a real Event from tests/fixtures/real, turned into a
+//!     #     delta: 1                 # record as the watcher does (count delta, default 1)
 //!     # or: tick: true
+//!     from: pods/x.json      # optional: the record's pod fields are checked against this
+//!                            # real pod object (name, namespace, uid, node, owner, container)
 //!     expect: [ { transition: opened, fingerprint: ..., count: ..., objects: [ns/pod] } ]
 //!     open: [ fingerprints ] # optional: exactly the open incidents after this step
 //! ```
@@ -20,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_classifier::{Classifier, ClassifierConfig, parse_duration};
-use herald_core::{IncidentChange, Record, Severity, Timestamp, Transition};
+use herald_core::{IncidentChange, PodChange, Record, RecordBody, Severity, Timestamp, Transition};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +44,12 @@ struct Step {
     record: Option<serde_json::Value>,
     #[serde(default)]
     tick: bool,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    delta: Option<u32>,
+    #[serde(default)]
+    from: Option<String>,
     #[serde(default)]
     expect: Vec<Expect>,
     #[serde(default)]
@@ -202,14 +212,23 @@ fn run_case(path: &Path) {
             "{name}: steps out of order at {n}"
         );
         previous = Some(now);
-        let got = match (step.record, step.tick) {
+        let value = match (step.record, step.event) {
+            (Some(v), None) => Some(v),
+            (None, Some(file)) => Some(event_record(&file, step.delta.unwrap_or(1))),
+            (None, None) => None,
+            _ => panic!("{name}: step {n} has both record and event"),
+        };
+        let got = match (value, step.tick) {
             (Some(value), false) => {
                 let r = record(value, now, next_id);
+                if let Some(pod) = &step.from {
+                    check_against_pod(&name, n, &r, pod);
+                }
                 next_id += 1;
                 classifier.apply(&r, now)
             }
             (None, true) => classifier.tick(now),
-            _ => panic!("{name}: step {n} needs exactly one of record / tick"),
+            _ => panic!("{name}: step {n} needs exactly one of record / event / tick"),
         };
         check(&name, n, &got, &step.expect);
         if let Some(open) = step.open {
@@ -248,6 +267,165 @@ macro_rules! cases {
     };
 }
 
+fn fixture(file: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/real")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A record of a real core/v1 Event, as the watcher makes it: the involved object, the
+/// reporting host as the node, `delta` new occurrences.
+fn event_record(file: &str, delta: u32) -> serde_json::Value {
+    let e = fixture(file);
+    let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let io = &e["involvedObject"];
+    let host =
+        s(&e["source"]["host"]).or_else(|| s(&e["reportingInstance"]).filter(|h| !h.is_empty()));
+    let component = s(&e["source"]["component"])
+        .or_else(|| s(&e["reportingComponent"]).filter(|c| !c.is_empty()));
+    let count = e["count"].as_u64().unwrap_or(1) as u32;
+    let mut object = serde_json::json!({
+        "kind": match io["kind"].as_str() {
+            Some("Pod") => serde_json::json!("Pod"),
+            Some("Node") => serde_json::json!("Node"),
+            Some(other) => serde_json::json!({ "Other": other }),
+            None => panic!("{file}: no involvedObject.kind"),
+        },
+        "name": io["name"],
+    });
+    if let Some(ns) = s(&io["namespace"]) {
+        object["namespace"] = ns.into();
+    }
+    if let Some(uid) = s(&io["uid"]) {
+        object["uid"] = uid.into();
+    }
+    let mut body = serde_json::json!({
+        "type": "event",
+        "uid": e["metadata"]["uid"],
+        "namespace": e["metadata"]["namespace"],
+        "name": e["metadata"]["name"],
+        "reason": e["reason"],
+        "event_type": e["type"],
+        "message": e["message"],
+        "count": count.max(delta),
+        "count_delta": delta,
+        "source": { "component": component, "host": host },
+    });
+    if let Some(fp) = s(&io["fieldPath"]) {
+        body["field_path"] = fp.into();
+    }
+    let mut r = serde_json::json!({ "object": object, "body": body });
+    if let Some(h) = host.filter(|h| !h.contains("default-scheduler")) {
+        r["node"] = h.into();
+    }
+    r
+}
+
+/// The pod fields of `r` agree with the real pod object `file`.
+fn check_against_pod(case: &str, step: usize, r: &Record, file: &str) {
+    let p = fixture(file);
+    let ctx = format!("{case}, step {step}: record vs {file}");
+    let m = &p["metadata"];
+    assert_eq!(
+        r.object.namespace.as_deref(),
+        m["namespace"].as_str(),
+        "{ctx}: namespace"
+    );
+    assert_eq!(
+        Some(r.object.name.as_str()),
+        m["name"].as_str(),
+        "{ctx}: name"
+    );
+    assert_eq!(r.object.uid.as_deref(), m["uid"].as_str(), "{ctx}: uid");
+    assert_eq!(
+        r.node.as_deref(),
+        p["spec"]["nodeName"].as_str(),
+        "{ctx}: node"
+    );
+    if let Some(owner) = &r.owner {
+        let refs = m["ownerReferences"].as_array().expect("ownerReferences");
+        assert!(
+            refs.iter()
+                .any(|o| o["name"].as_str() == Some(owner.name.as_str())
+                    && o["kind"].as_str() == Some(owner.kind.as_str())),
+            "{ctx}: owner"
+        );
+    }
+    for (k, v) in &r.labels {
+        assert_eq!(
+            m["labels"][k].as_str(),
+            Some(v.as_str()),
+            "{ctx}: label {k}"
+        );
+    }
+    let RecordBody::Pod(pod) = &r.body else {
+        return;
+    };
+    let statuses = || {
+        p["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(
+                p["status"]["initContainerStatuses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten(),
+            )
+    };
+    match &pod.change {
+        PodChange::ContainerWaiting {
+            container,
+            reason,
+            restart_count,
+            ..
+        } => {
+            let cs = statuses()
+                .find(|c| c["name"].as_str() == Some(container.as_str()))
+                .unwrap_or_else(|| panic!("{ctx}: no container {container}"));
+            assert_eq!(
+                cs["state"]["waiting"]["reason"].as_str(),
+                Some(reason.as_str()),
+                "{ctx}"
+            );
+            assert_eq!(
+                cs["restartCount"].as_u64(),
+                Some(u64::from(*restart_count)),
+                "{ctx}"
+            );
+        }
+        PodChange::ContainerTerminated {
+            container,
+            reason,
+            exit_code,
+            ..
+        } => {
+            let cs = statuses()
+                .find(|c| c["name"].as_str() == Some(container.as_str()))
+                .unwrap_or_else(|| panic!("{ctx}: no container {container}"));
+            let t = if cs["state"]["terminated"].is_object() {
+                &cs["state"]["terminated"]
+            } else {
+                &cs["lastState"]["terminated"]
+            };
+            assert_eq!(t["reason"].as_str(), reason.as_deref(), "{ctx}");
+            assert_eq!(t["exitCode"].as_i64(), Some(i64::from(*exit_code)), "{ctx}");
+        }
+        PodChange::Evicted { message } => {
+            assert_eq!(p["status"]["reason"].as_str(), Some("Evicted"), "{ctx}");
+            assert_eq!(
+                p["status"]["message"].as_str(),
+                Some(message.as_str()),
+                "{ctx}"
+            );
+        }
+        _ => {}
+    }
+}
+
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases")
 }
@@ -264,4 +442,17 @@ cases!(
     node_not_ready_updates,
     node_not_ready_seen_late,
     oom_node_event_first,
+    crash_loop,
+    image_pull,
+    failed_scheduling,
+    failed_mount,
+    probe_failures,
+    job_failed,
+    node_pressure,
+    node_rebooted,
+    evicted,
+    inhibition,
+    storm_namespace_cluster,
+    noise_scale_down,
+    yaml_rules,
 );

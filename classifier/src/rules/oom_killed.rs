@@ -95,6 +95,13 @@ impl OomKilled {
             tracing::debug!(rule = RULE, fingerprint = %fp, "repeated OOM kill");
             return;
         }
+        // Inhibition: on a NotReady node the kill joins the node's incident.
+        let mut ids = vec![record.id];
+        ids.extend(folded.iter().copied());
+        if book.attach_to_not_ready_node(node.as_deref(), pod, &ids, at) {
+            tracing::debug!(rule = RULE, fingerprint = %fp, "node is NotReady; kill attached to its incident");
+            return;
+        }
         let mut i = new_incident(
             RULE,
             fp,

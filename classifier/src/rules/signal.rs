@@ -144,7 +144,8 @@ pub(crate) struct SignalSpec {
     pub(crate) group_by: Vec<GroupKey>,
     /// Summary template (`{placeholder}`s of [`PLACEHOLDERS`]).
     pub(crate) summary: String,
-    /// Attach to the node's NotReady incident instead of opening, while there is one.
+    /// While the record's node has an open NotReady incident, a pod's occurrence joins that
+    /// incident instead (unless this rule's incident is already open).
     pub(crate) inhibit: bool,
     /// Ignore pods being deleted (readiness failures during shutdown and the like).
     pub(crate) skip_deleting: bool,
@@ -180,8 +181,6 @@ struct Group {
     owner: Option<String>,
     /// The threshold was reached within a window.
     armed: bool,
-    /// Attached to a NotReady node incident instead of opening.
-    inhibited: bool,
 }
 
 /// State of one signal rule.
@@ -285,7 +284,7 @@ impl SignalRule {
             fingerprint: parts.join("/"),
             namespace: obj.namespace.clone(),
             node,
-            owner: workload.map(|w| format!("{}/{}", w.kind, w.key())),
+            owner: workload.map(|w| format!("{}/{}", w.kind, w.name)),
             subject,
             labels,
         }
@@ -353,6 +352,14 @@ impl SignalRule {
             });
             return;
         }
+        // Inhibition: a pod-level problem on a NotReady node joins the node's incident.
+        if self.spec.inhibit
+            && record.object.kind == ObjectKind::Pod
+            && book.attach_to_not_ready_node(id.node.as_deref(), &obj, &[record.id], at)
+        {
+            tracing::debug!(rule = %self.spec.name, fingerprint = %fp, "node is NotReady; attached to its incident");
+            return;
+        }
         let g = self.groups.entry(fp.clone()).or_insert_with(|| Group {
             cluster: record.cluster.clone(),
             subject: id.subject.clone(),
@@ -372,28 +379,7 @@ impl SignalRule {
             restarts: None,
             owner: id.owner.clone(),
             armed: false,
-            inhibited: false,
         });
-        if g.inhibited {
-            let node = g.node.clone();
-            if book.attach_to_not_ready_node(node.as_deref(), &obj, &[record.id], at) {
-                g.last = g.last.max(at);
-                return;
-            }
-            // The node is Ready again: this group starts afresh.
-            *g = Group {
-                hits: VecDeque::new(),
-                first: at,
-                last: at,
-                count: 0,
-                records: Vec::new(),
-                objects: Vec::new(),
-                active: BTreeSet::new(),
-                armed: false,
-                inhibited: false,
-                ..g.clone()
-            };
-        }
         let new_object = !g.objects.iter().any(|o| same_object(o, &obj));
         if new_object && g.objects.len() < MAX_OBJECTS {
             g.objects.push(obj.clone());
@@ -442,7 +428,7 @@ impl SignalRule {
                 return;
             };
             let persisted = now >= g.first.saturating_add(self.spec.persist).unwrap_or(g.first);
-            if !g.armed || g.inhibited || g.active.is_empty() || !persisted || book.is_open(fp) {
+            if !g.armed || g.active.is_empty() || !persisted || book.is_open(fp) {
                 return;
             }
             severity = self.severity_for(g.restarts);
@@ -462,25 +448,9 @@ impl SignalRule {
                 return;
             }
         }
-        let Some(g) = self.groups.get_mut(fp) else {
+        let Some(g) = self.groups.get(fp) else {
             return;
         };
-        if self.spec.inhibit && g.subject.kind != ObjectKind::Node {
-            let node = g.node.clone();
-            let mut attached = false;
-            for o in g.objects.clone() {
-                attached |= book.attach_to_not_ready_node(node.as_deref(), &o, &g.records, g.last);
-            }
-            if attached
-                || node
-                    .as_deref()
-                    .is_some_and(|n| book.is_open(&not_ready_fp(n)))
-            {
-                tracing::debug!(rule = %self.spec.name, fingerprint = fp, "inhibited by the node's NotReady incident");
-                g.inhibited = true;
-                return;
-            }
-        }
         let mut i = new_incident(
             &self.spec.name,
             fp.to_string(),
@@ -546,10 +516,6 @@ impl SignalRule {
             self.groups.remove(&fp);
         }
     }
-}
-
-fn not_ready_fp(node: &str) -> String {
-    format!("{}/{node}", super::node_not_ready::RULE)
 }
 
 /// `Kind/name` for cluster-scoped objects, `namespace/Kind/name` otherwise (`shop/Deployment/cart`).
@@ -685,7 +651,7 @@ impl Rule for SignalRule {
         let pending: Vec<String> = self
             .groups
             .iter()
-            .filter(|(fp, g)| g.armed && !g.inhibited && !book.is_open(fp))
+            .filter(|(fp, g)| g.armed && !book.is_open(fp))
             .map(|(fp, _)| fp.clone())
             .collect();
         for fp in pending {
@@ -735,7 +701,6 @@ impl Rule for SignalRule {
                 restarts: None,
                 owner: incident.labels.get("owner").cloned(),
                 armed: true,
-                inhibited: false,
             },
         );
     }
