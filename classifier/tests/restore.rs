@@ -244,3 +244,181 @@ fn orphans_and_older_duplicates_are_resolved_at_the_next_call() {
     assert_eq!(resolved, want);
     assert_eq!(c.open_incidents(), vec![&newer]);
 }
+
+/// A restart as the service does it: the open incidents go through the store (JSON here) into
+/// a fresh classifier with the same configuration.
+fn restart(c: &Classifier, cfg: ClassifierConfig) -> Classifier {
+    let stored: Vec<String> = c
+        .open_incidents()
+        .iter()
+        .map(|i| serde_json::to_string(i).expect("incident to JSON"))
+        .collect();
+    let mut fresh = Classifier::new(cfg);
+    fresh.restore(
+        stored
+            .iter()
+            .map(|s| serde_json::from_str::<Incident>(s).expect("incident from JSON")),
+    );
+    fresh
+}
+
+fn rec(id: u64, secs: u64, mut v: serde_json::Value) -> herald_core::Record {
+    v["id"] = id.into();
+    v["cluster"] = "prod".into();
+    v["observed_at"] = at(secs).to_string().into();
+    serde_json::from_value(v).expect("record")
+}
+
+fn crash_looping(id: u64, secs: u64, pod: &str, restarts: u32) -> herald_core::Record {
+    rec(
+        id,
+        secs,
+        serde_json::json!({
+            "object": { "kind": "Pod", "namespace": "velero", "name": pod },
+            "node": "node-a",
+            "owner": { "kind": { "Other": "ReplicaSet" }, "namespace": "velero", "name": "velero-6996dd565b" },
+            "labels": { "pod-template-hash": "6996dd565b" },
+            "body": { "type": "pod", "phase": "Running", "change": {
+                "change": "container_waiting", "container": "velero",
+                "reason": "CrashLoopBackOff", "restart_count": restarts } }
+        }),
+    )
+}
+
+fn pressure(id: u64, secs: u64, to: &str) -> herald_core::Record {
+    rec(
+        id,
+        secs,
+        serde_json::json!({
+            "object": { "kind": "Node", "name": "worker-0" },
+            "node": "worker-0",
+            "body": { "type": "node", "change": {
+                "change": "condition_changed", "condition": "DiskPressure", "to": to,
+                "message": "kubelet has disk pressure" } }
+        }),
+    )
+}
+
+#[test]
+fn signal_rule_incidents_survive_a_restart_without_realerting() {
+    let mut cfg = ClassifierConfig::default();
+    cfg.rules = herald_classifier::parse_rules(
+        "rules:\n  - name: AnyBackOff\n    match: { kind: pod, reason: CrashLoopBackOff }\n    group_by: [namespace]\n",
+    )
+    .expect("rules");
+    let mut c = Classifier::new(cfg.clone());
+    let opened: Vec<_> = [
+        c.apply(&crash_looping(1, 0, "velero-6996dd565b-xl44t", 3), at(0)),
+        c.apply(&pressure(2, 1, "True"), at(1)),
+        c.tick(at(40)),
+    ]
+    .concat();
+    let fps: Vec<&str> = opened
+        .iter()
+        .map(|ch| ch.incident.fingerprint.as_str())
+        .collect();
+    assert_eq!(
+        fps,
+        [
+            "CrashLoopBackOff/velero/Deployment/velero",
+            "AnyBackOff/velero",
+            "NodePressure/worker-0/DiskPressure"
+        ]
+    );
+
+    let mut c = restart(&c, cfg);
+    // More of the same after the restart: counts continue, nothing opens again; a second pod
+    // in each group is material (updated), escalation by restarts still applies.
+    let changes = c.apply(&crash_looping(3, 60, "velero-6996dd565b-q7m2p", 12), at(60));
+    let summary: Vec<(Transition, &str, u64, Severity)> = changes
+        .iter()
+        .map(|ch| {
+            let i = &ch.incident;
+            (ch.transition, i.fingerprint.as_str(), i.count, i.severity)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                Transition::Updated,
+                "AnyBackOff/velero",
+                2,
+                Severity::Warning
+            ),
+            (
+                Transition::Updated,
+                "CrashLoopBackOff/velero/Deployment/velero",
+                2,
+                Severity::Critical
+            )
+        ]
+    );
+    let open = c.open_incidents();
+    let backoff = open
+        .iter()
+        .find(|i| i.fingerprint == "AnyBackOff/velero")
+        .expect("yaml rule incident restored");
+    assert_eq!(backoff.count, 2);
+    assert_eq!(backoff.records, vec![RecordId(1), RecordId(3)]);
+
+    // The restored pressure incident is resolved by its clearing record.
+    let changes = c.apply(&pressure(4, 120, "False"), at(120));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].transition, Transition::Resolved);
+    assert_eq!(
+        changes[0].incident.fingerprint,
+        "NodePressure/worker-0/DiskPressure"
+    );
+    assert_eq!(changes[0].incident.resolved_at, Some(at(120)));
+
+    // Quiet periods continue from the restored last_seen (60s): crash loop 15m, YAML rule 10m.
+    assert!(c.tick(at(60 + 599)).is_empty());
+    let resolved: Vec<String> = c
+        .tick(at(60 + 600))
+        .into_iter()
+        .map(|ch| ch.incident.fingerprint)
+        .collect();
+    assert_eq!(resolved, ["AnyBackOff/velero"]);
+    let resolved: Vec<String> = c
+        .tick(at(60 + 900))
+        .into_iter()
+        .map(|ch| ch.incident.fingerprint)
+        .collect();
+    assert_eq!(resolved, ["CrashLoopBackOff/velero/Deployment/velero"]);
+    assert!(c.open_incidents().is_empty());
+}
+
+#[test]
+fn restored_namespace_storm_does_not_recount_its_pods() {
+    let mut cfg = ClassifierConfig::default();
+    cfg.eviction_storm.enabled = false;
+    cfg.evicted.enabled = Some(false);
+    let mut c = Classifier::new(cfg.clone());
+    let mut opened = Vec::new();
+    for k in 0..5u64 {
+        let r = pod_evicted(
+            k + 1,
+            at(k * 5),
+            &format!("node-{k}"),
+            "batch",
+            &format!("worker-{k}"),
+            &format!("uid-{k}"),
+        );
+        opened.extend(c.apply(&r, at(k * 5)));
+    }
+    assert_eq!(opened.len(), 1);
+    assert_eq!(
+        opened[0].incident.fingerprint,
+        "NamespaceEvictionStorm/batch"
+    );
+    let mut c = restart(&c, cfg);
+    // The Event of an eviction already counted, then one new eviction.
+    let dup = evicted_event(6, at(30), "node-0", "batch", "worker-0", Some("uid-0"));
+    assert!(c.apply(&dup, at(30)).is_empty());
+    let new = pod_evicted(7, at(40), "node-9", "batch", "worker-9", "uid-9");
+    let changes = c.apply(&new, at(40));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].transition, Transition::Updated);
+    assert_eq!(changes[0].incident.count, 6);
+}
