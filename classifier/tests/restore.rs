@@ -301,11 +301,13 @@ fn pressure(id: u64, secs: u64, to: &str) -> herald_core::Record {
 
 #[test]
 fn signal_rule_incidents_survive_a_restart_without_realerting() {
-    let mut cfg = ClassifierConfig::default();
-    cfg.rules = herald_classifier::parse_rules(
-        "rules:\n  - name: AnyBackOff\n    match: { kind: pod, reason: CrashLoopBackOff }\n    group_by: [namespace]\n",
-    )
-    .expect("rules");
+    let cfg = ClassifierConfig {
+        rules: herald_classifier::parse_rules(
+            "rules:\n  - name: AnyBackOff\n    match: { kind: pod, reason: CrashLoopBackOff }\n    group_by: [namespace]\n",
+        )
+        .expect("rules"),
+        ..ClassifierConfig::default()
+    };
     let mut c = Classifier::new(cfg.clone());
     let opened: Vec<_> = [
         c.apply(&crash_looping(1, 0, "velero-6996dd565b-xl44t", 3), at(0)),
