@@ -66,6 +66,29 @@ pub struct SubscriptionConfig {
     /// transitions are always sent.
     #[serde(default = "default_true")]
     pub send_resolved: bool,
+    /// Who it is for (a person, a team, a rota), shown by `herald history`. Default: the
+    /// subscription's name.
+    #[serde(default)]
+    pub who: Option<Spanned<String>>,
+    /// Incident attributes whose values form a group (`rule`, `namespace`, `node`, `cluster`,
+    /// `severity`, `subject`, or a label name): notifications of one group within
+    /// `group_wait` go out as one message. Empty: no grouping. See docs/subscriptions.md.
+    #[serde(default)]
+    pub group_by: Vec<Spanned<String>>,
+    /// How long the first notification of a new group waits for others. Default 0s.
+    #[serde(default, with = "humantime_serde")]
+    pub group_wait: Option<std::time::Duration>,
+    /// Least time between two messages of one group. Default 0s.
+    #[serde(default, with = "humantime_serde")]
+    pub group_interval: Option<std::time::Duration>,
+    /// Least time between two notifications of updates of one incident (opened and resolved
+    /// are always sent). Default 0s: every update.
+    #[serde(default, with = "humantime_serde")]
+    pub repeat_interval: Option<std::time::Duration>,
+    /// Weekly quiet hours in a named time zone: only urgent severities get through, the rest
+    /// wait for a digest when the hours end.
+    #[serde(default)]
+    pub quiet_hours: Option<crate::quiet::QuietHoursConfig>,
 }
 
 impl SubscriptionConfig {
@@ -77,6 +100,12 @@ impl SubscriptionConfig {
             matcher: MatchConfig::default(),
             channels: channels.iter().map(|c| unspanned(*c)).collect(),
             send_resolved: true,
+            who: None,
+            group_by: Vec::new(),
+            group_wait: None,
+            group_interval: None,
+            repeat_interval: None,
+            quiet_hours: None,
         }
     }
 }
@@ -98,6 +127,14 @@ pub struct MatchConfig {
     /// `namespaces` is not consulted for them. Default `true`: set it to `false` for a team
     /// that only wants incidents in its own namespaces.
     pub cluster_scoped: bool,
+    /// Label conditions: each label must be present with a value matching the glob
+    /// (`app: cart`, `team: "pay*"`).
+    pub labels: BTreeMap<String, Spanned<String>>,
+    /// Globs over the incident's node (`node-a`, `ip-10-*`); incidents without a node do not
+    /// match when set.
+    pub nodes: Vec<Spanned<String>>,
+    /// Globs over the incident's cluster name (`prod-*`).
+    pub clusters: Vec<Spanned<String>>,
 }
 
 impl Default for MatchConfig {
@@ -107,6 +144,9 @@ impl Default for MatchConfig {
             min_severity: None,
             namespaces: Vec::new(),
             cluster_scoped: true,
+            labels: BTreeMap::new(),
+            nodes: Vec::new(),
+            clusters: Vec::new(),
         }
     }
 }
@@ -135,7 +175,7 @@ pub struct ConfigIssue {
 }
 
 impl ConfigIssue {
-    fn new(path: String, loc: Option<&Location>, what: impl fmt::Display) -> Self {
+    pub(crate) fn new(path: String, loc: Option<&Location>, what: impl fmt::Display) -> Self {
         let (line, column) = position(loc);
         Self {
             message: format!("{path}: {what}"),
@@ -262,9 +302,12 @@ pub fn validate(
             }
         }
 
+        issues.extend(crate::grouping::subscription_issues(i, sub));
         for (field, globs) in [
             ("rules", &sub.matcher.rules),
             ("namespaces", &sub.matcher.namespaces),
+            ("nodes", &sub.matcher.nodes),
+            ("clusters", &sub.matcher.clusters),
         ] {
             for (j, g) in globs.iter().enumerate() {
                 if let Err(e) = Glob::new(&g.value) {

@@ -36,6 +36,14 @@ pub enum NotifyError {
         /// The glob compiler's message (it names the pattern, which is not secret).
         message: String,
     },
+    /// A subscription setting that cannot be used (quiet hours, grouping, labels).
+    #[error("subscription {subscription:?}: {message}")]
+    InvalidSubscription {
+        /// The subscription's name.
+        subscription: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Two subscriptions with the same name.
     #[error("duplicate subscription name {subscription:?}")]
     DuplicateSubscription {

@@ -12,6 +12,8 @@
 //! - [`queue`]: the per-channel queue deciding what to send next (urgent first, retries,
 //!   digests when over budget or after quiet hours).
 //! - [`digest`]: folding many notifications into one digest message.
+//! - [`grouping`]: `group_by`, `group_wait`, `group_interval`, `repeat_interval`.
+//! - [`quiet`]: quiet hours (weekly windows in a named time zone).
 //! - [`silence`]: whether a silence's `KEY=VALUE` matchers hold for a notification.
 //!
 //! This crate does not render templates (the caller puts the rendered
@@ -26,7 +28,9 @@ pub mod digest;
 pub mod dispatch;
 pub mod email;
 pub mod error;
+pub mod grouping;
 pub mod queue;
+pub mod quiet;
 pub mod router;
 pub mod secret;
 pub mod silence;

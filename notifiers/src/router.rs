@@ -1,13 +1,28 @@
-//! Subscription routing: which (subscription, channel) pairs an incident transition goes to.
-//! Pure and synchronous; globs are compiled once in [`Router::new`].
+//! Subscription routing: which (subscription, channel) pairs an incident transition goes to,
+//! matching on rules, severity, namespaces, labels, nodes and clusters (globs), and each
+//! subscription's delivery [`Policy`] (who it is for, quiet hours, grouping). Pure and
+//! synchronous; globs and quiet hours are compiled once in [`Router::new`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use globset::GlobSet;
+use globset::{Glob, GlobMatcher, GlobSet};
 use herald_core::{IncidentChange, Severity, Transition};
 
 use crate::config::{SubscriptionConfig, compile_globs};
 use crate::error::NotifyError;
+use crate::grouping::Timing;
+use crate::quiet::QuietHours;
+
+/// How a subscription's notifications are delivered.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Who it is for (`who:`, else the subscription's name).
+    pub who: String,
+    /// Quiet hours, if any.
+    pub quiet: Option<QuietHours>,
+    /// Grouping and repeat timing.
+    pub timing: Timing,
+}
 
 /// Where one notification goes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,6 +37,7 @@ pub struct Route {
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     subs: Vec<Compiled>,
+    policies: BTreeMap<String, Policy>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +49,9 @@ struct Compiled {
     cluster_scoped: bool,
     send_resolved: bool,
     channels: Vec<String>,
+    labels: Vec<(String, GlobMatcher)>,
+    nodes: Option<GlobSet>,
+    clusters: Option<GlobSet>,
 }
 
 impl Router {
@@ -42,6 +61,7 @@ impl Router {
     pub fn new(subs: &[SubscriptionConfig]) -> Result<Self, NotifyError> {
         let mut names = BTreeSet::new();
         let mut compiled = Vec::with_capacity(subs.len());
+        let mut policies = BTreeMap::new();
         for s in subs {
             let name = s.name.value.clone();
             if !names.insert(name.clone()) {
@@ -56,6 +76,42 @@ impl Router {
             };
             let rules = glob("match.rules", &s.matcher.rules)?;
             let namespaces = glob("match.namespaces", &s.matcher.namespaces)?;
+            let nodes = glob("match.nodes", &s.matcher.nodes)?;
+            let clusters = glob("match.clusters", &s.matcher.clusters)?;
+            let mut labels = Vec::new();
+            for (k, v) in &s.matcher.labels {
+                let g = Glob::new(&v.value).map_err(|e| NotifyError::InvalidGlob {
+                    subscription: name.clone(),
+                    field: "match.labels",
+                    message: e.to_string(),
+                })?;
+                labels.push((k.clone(), g.compile_matcher()));
+            }
+            let quiet = match &s.quiet_hours {
+                Some(q) => Some(QuietHours::compile(q).map_err(|errs| {
+                    NotifyError::InvalidSubscription {
+                        subscription: name.clone(),
+                        message: errs
+                            .iter()
+                            .map(|(f, _, m)| format!("quiet_hours.{f}: {m}"))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    }
+                })?),
+                None => None,
+            };
+            policies.insert(
+                name.clone(),
+                Policy {
+                    who: s
+                        .who
+                        .as_ref()
+                        .map(|w| w.value.clone())
+                        .unwrap_or_else(|| name.clone()),
+                    quiet,
+                    timing: Timing::of(s),
+                },
+            );
             let mut channels: Vec<String> = Vec::new();
             for c in &s.channels {
                 if !channels.contains(&c.value) {
@@ -70,9 +126,20 @@ impl Router {
                 cluster_scoped: s.matcher.cluster_scoped,
                 send_resolved: s.send_resolved,
                 channels,
+                labels,
+                nodes,
+                clusters,
             });
         }
-        Ok(Self { subs: compiled })
+        Ok(Self {
+            subs: compiled,
+            policies,
+        })
+    }
+
+    /// The delivery policy of the subscription called `name`.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.get(name)
     }
 
     /// The routes of `change`, in subscription order then channel order. Resolved transitions
@@ -103,6 +170,23 @@ impl Compiled {
         }
         if self.rules.as_ref().is_some_and(|g| !g.is_match(&i.rule)) {
             return false;
+        }
+        if self
+            .clusters
+            .as_ref()
+            .is_some_and(|g| !g.is_match(&i.cluster))
+        {
+            return false;
+        }
+        if let Some(g) = &self.nodes {
+            if !i.node.as_ref().is_some_and(|n| g.is_match(n)) {
+                return false;
+            }
+        }
+        for (k, g) in &self.labels {
+            if !i.labels.get(k).is_some_and(|v| g.is_match(v)) {
+                return false;
+            }
         }
         match &i.namespace {
             Some(ns) => self.namespaces.as_ref().is_none_or(|g| g.is_match(ns)),
@@ -259,5 +343,58 @@ mod tests {
                 .route(&change("X", Severity::Critical, None, Transition::Opened))
                 .is_empty()
         );
+    }
+}
+
+#[cfg(test)]
+mod match_tests {
+    use super::*;
+    use crate::testutil::change;
+
+    #[test]
+    fn labels_nodes_and_clusters_table() {
+        let subs: Vec<SubscriptionConfig> = serde_saphyr::from_str(
+            r#"
+- name: cart-team
+  who: "Cart team (cart-oncall@example.com)"
+  match: { labels: { app: "cart*" } }
+  channels: [c]
+- name: node-b-owner
+  match: { nodes: ["node-b"] }
+  channels: [c]
+- name: staging
+  match: { clusters: ["staging-*"] }
+  channels: [c]
+"#,
+        )
+        .unwrap();
+        let r = Router::new(&subs).unwrap();
+        let mut c = change(
+            "OOMKilled",
+            Severity::Warning,
+            Some("shop"),
+            Transition::Opened,
+        );
+        let names = |r: &Router, c: &IncidentChange| {
+            r.route(c)
+                .into_iter()
+                .map(|r| r.subscription)
+                .collect::<Vec<_>>()
+        };
+        // cluster "prod", node-b, no labels
+        assert_eq!(names(&r, &c), ["node-b-owner"]);
+        c.incident.labels.insert("app".into(), "cart-api".into());
+        c.incident.node = Some("node-a".into());
+        c.incident.cluster = "staging-eu".into();
+        assert_eq!(names(&r, &c), ["cart-team", "staging"]);
+        c.incident.node = None;
+        c.incident.labels.insert("app".into(), "web".into());
+        assert_eq!(names(&r, &c), ["staging"]);
+        assert_eq!(
+            r.policy("cart-team").map(|p| p.who.as_str()),
+            Some("Cart team (cart-oncall@example.com)")
+        );
+        assert_eq!(r.policy("staging").map(|p| p.who.as_str()), Some("staging"));
+        assert!(r.policy("nope").is_none());
     }
 }
