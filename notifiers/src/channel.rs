@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use herald_core::{DeliveryOutcome, Notification};
 
+use crate::chat;
 use crate::config::ChannelConfig;
 use crate::console::ConsoleChannel;
 use crate::email::EmailChannel;
@@ -249,6 +250,18 @@ impl Channels {
                 ChannelConfig::Console(c) => Arc::new(ConsoleChannel::new(name, c)),
                 ChannelConfig::Webhook(c) => Arc::new(WebhookChannel::new(name, c)?),
                 ChannelConfig::Email(c) => Arc::new(EmailChannel::new(name, c)?),
+                ChannelConfig::Slack(c) => chat::build(name, c)?,
+                ChannelConfig::Teams(c) => chat::build(name, c)?,
+                ChannelConfig::Discord(c) => chat::build(name, c)?,
+                ChannelConfig::Telegram(c) => chat::build(name, c)?,
+                ChannelConfig::DingTalk(c) => chat::build(name, c)?,
+                ChannelConfig::WeCom(c) => chat::build(name, c)?,
+                ChannelConfig::Feishu(c) => chat::build(name, c)?,
+                ChannelConfig::GoogleChat(c) => chat::build(name, c)?,
+                ChannelConfig::Mattermost(c) => chat::build(name, c)?,
+                ChannelConfig::Twilio(c) => chat::build(name, c)?,
+                ChannelConfig::AliyunSms(c) => chat::build(name, c)?,
+                ChannelConfig::SmsGateway(c) => chat::build(name, c)?,
             };
             by_name.insert(name.clone(), channel);
         }

@@ -30,8 +30,21 @@ use herald_core::Severity;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
+use crate::chat::ProviderConfig;
+use crate::chat::dingtalk::DingTalkConfig;
+use crate::chat::discord::DiscordConfig;
+use crate::chat::feishu::FeishuConfig;
+use crate::chat::googlechat::GoogleChatConfig;
+use crate::chat::mattermost::MattermostConfig;
+use crate::chat::slack::SlackConfig;
+use crate::chat::teams::TeamsConfig;
+use crate::chat::telegram::TelegramConfig;
+use crate::chat::wecom::WeComConfig;
 use crate::console::ConsoleConfig;
 use crate::email::EmailConfig;
+use crate::sms::aliyun::AliyunSmsConfig;
+use crate::sms::gateway::SmsGatewayConfig;
+use crate::sms::twilio::TwilioConfig;
 use crate::webhook::WebhookConfig;
 
 /// One entry of `channels:` (the map key is the channel's name). Selected by `type:`.
@@ -44,6 +57,59 @@ pub enum ChannelConfig {
     Webhook(WebhookConfig),
     /// `type: email`: SMTP with STARTTLS or implicit TLS.
     Email(EmailConfig),
+    /// `type: slack`: Slack incoming webhook.
+    Slack(SlackConfig),
+    /// `type: teams`: Microsoft Teams Workflows webhook.
+    Teams(TeamsConfig),
+    /// `type: discord`: Discord webhook.
+    Discord(DiscordConfig),
+    /// `type: telegram`: Telegram Bot API.
+    Telegram(TelegramConfig),
+    /// `type: dingtalk`: DingTalk custom robot.
+    #[serde(rename = "dingtalk")]
+    DingTalk(DingTalkConfig),
+    /// `type: wecom`: WeCom group robot.
+    #[serde(rename = "wecom")]
+    WeCom(WeComConfig),
+    /// `type: feishu`: Feishu / Lark custom bot.
+    Feishu(FeishuConfig),
+    /// `type: googlechat`: Google Chat incoming webhook.
+    #[serde(rename = "googlechat")]
+    GoogleChat(GoogleChatConfig),
+    /// `type: mattermost`: Mattermost incoming webhook.
+    Mattermost(MattermostConfig),
+    /// `type: twilio`: Twilio SMS.
+    Twilio(TwilioConfig),
+    /// `type: aliyun_sms`: Aliyun SMS (signed RPC request).
+    #[serde(rename = "aliyun_sms")]
+    AliyunSms(AliyunSmsConfig),
+    /// `type: sms_gateway`: a generic HTTP SMS gateway with a templated request.
+    #[serde(rename = "sms_gateway")]
+    SmsGateway(SmsGatewayConfig),
+}
+
+impl ChannelConfig {
+    /// Every problem with this channel's config, as `(field, message)` pairs, never with a
+    /// secret value.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        match self {
+            ChannelConfig::Console(_) => Vec::new(),
+            ChannelConfig::Webhook(c) => c.problems(),
+            ChannelConfig::Email(c) => c.problems(),
+            ChannelConfig::Slack(c) => c.problems(),
+            ChannelConfig::Teams(c) => c.problems(),
+            ChannelConfig::Discord(c) => c.problems(),
+            ChannelConfig::Telegram(c) => c.problems(),
+            ChannelConfig::DingTalk(c) => c.problems(),
+            ChannelConfig::WeCom(c) => c.problems(),
+            ChannelConfig::Feishu(c) => c.problems(),
+            ChannelConfig::GoogleChat(c) => c.problems(),
+            ChannelConfig::Mattermost(c) => c.problems(),
+            ChannelConfig::Twilio(c) => c.problems(),
+            ChannelConfig::AliyunSms(c) => c.problems(),
+            ChannelConfig::SmsGateway(c) => c.problems(),
+        }
+    }
 }
 
 /// One entry of `subscriptions:`: which incident transitions go to which channels.
@@ -224,26 +290,12 @@ pub fn validate(
                 "channel names must not be empty",
             ));
         }
-        match cfg {
-            ChannelConfig::Console(_) => {}
-            ChannelConfig::Webhook(w) => {
-                for (field, problem) in w.problems() {
-                    issues.push(ConfigIssue::new(
-                        format!("channels.{name}.{field}"),
-                        None,
-                        problem,
-                    ));
-                }
-            }
-            ChannelConfig::Email(c) => {
-                for (field, problem) in c.problems() {
-                    issues.push(ConfigIssue::new(
-                        format!("channels.{name}.{field}"),
-                        None,
-                        problem,
-                    ));
-                }
-            }
+        for (field, problem) in cfg.problems() {
+            issues.push(ConfigIssue::new(
+                format!("channels.{name}.{field}"),
+                None,
+                problem,
+            ));
         }
     }
 

@@ -5,7 +5,10 @@
 //! - [`secret`]: secrets in config ([`Secret`], [`SecretString`]), never printed.
 //! - [`router`]: which (subscription, channel) pairs an incident transition goes to.
 //! - [`channel`]: the [`Channel`] trait and the set of built [`Channels`].
-//! - [`console`], [`webhook`], [`email`]: one module per channel type.
+//! - [`console`], [`webhook`], [`email`]: one module per channel type; [`chat`]: the HTTP
+//!   chat providers (Slack, Teams, Discord, Telegram, DingTalk, WeCom, Feishu, Google Chat,
+//!   Mattermost) on one shared anatomy; [`sms`]: Twilio, Aliyun SMS and a generic gateway on
+//!   the same anatomy.
 //! - [`dispatch`]: delivery with bounded retries ([`Dispatcher`]), one attempt at a time for
 //!   the durable outbox ([`Dispatcher::attempt`]), the `delivery:` section ([`DeliveryConfig`]).
 //! - [`budget`]: per-channel rate limits (governor on the injected clock).
@@ -22,6 +25,7 @@
 
 pub mod budget;
 pub mod channel;
+pub mod chat;
 pub mod config;
 pub mod console;
 pub mod digest;
@@ -34,19 +38,20 @@ pub mod quiet;
 pub mod router;
 pub mod secret;
 pub mod silence;
+pub mod sms;
 pub mod webhook;
 
 #[cfg(test)]
 mod testutil;
 
+pub use budget::Budget;
 pub use channel::{BoxFuture, Channel, ChannelKind, Channels, Quota};
 pub use config::{ChannelConfig, ConfigIssue, MatchConfig, SubscriptionConfig, validate};
 pub use console::{ConsoleChannel, ConsoleConfig};
-pub use budget::Budget;
 pub use dispatch::{DeliveryConfig, Dispatcher, RetryPolicy, Sleeper, Step, TokioSleeper};
-pub use queue::{ChannelQueue, Next, Pending};
 pub use email::{EmailChannel, EmailConfig};
 pub use error::NotifyError;
+pub use queue::{ChannelQueue, Next, Pending};
 pub use router::{Route, Router};
 pub use secret::{HeaderValueConfig, Secret, SecretString};
 pub use webhook::{MessageFormat, WebhookChannel, WebhookConfig};
