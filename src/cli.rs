@@ -67,6 +67,9 @@ pub enum Command {
     Deliveries(crate::deliveries::DeliveriesArgs),
     /// Silence notifications: `add --match KEY=VALUE --for 2h`, `list`, `expire ID`.
     Silence(crate::silence::SilenceArgs),
+    /// Replay the stored history through a rule set: what would have fired, when, and how
+    /// many notifications (`--rules FILE --since 7d [-o json]`).
+    Backtest(crate::backtest::BacktestArgs),
 }
 
 /// `herald run`.

@@ -87,6 +87,8 @@ pub struct WatchSection {
     pub list: ListMode,
     /// Page size of `list: paginated`. Default 500.
     pub page_size: u32,
+    /// The API Events are watched through: `core/v1` (default) or `events.k8s.io/v1`.
+    pub events_api: EventsApiMode,
     /// Server-side label and field selectors per resource.
     pub selectors: WatchSelectors,
 }
@@ -100,6 +102,7 @@ impl Default for WatchSection {
             namespace: None,
             list: ListMode::Auto,
             page_size: 500,
+            events_api: EventsApiMode::CoreV1,
             selectors: WatchSelectors::default(),
         }
     }
@@ -127,6 +130,27 @@ impl From<ListMode> for herald_watcher::ListStrategy {
             ListMode::Streaming => Self::Streaming,
             ListMode::Cached => Self::Cached,
             ListMode::Paginated => Self::Paginated,
+        }
+    }
+}
+
+/// `watch.events_api`: the API Events are watched through (the same objects either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum EventsApiMode {
+    /// `/api/v1/events`.
+    #[default]
+    #[serde(rename = "core/v1")]
+    CoreV1,
+    /// `/apis/events.k8s.io/v1/events`.
+    #[serde(rename = "events.k8s.io/v1")]
+    EventsV1,
+}
+
+impl From<EventsApiMode> for herald_watcher::EventsApi {
+    fn from(m: EventsApiMode) -> Self {
+        match m {
+            EventsApiMode::CoreV1 => Self::CoreV1,
+            EventsApiMode::EventsV1 => Self::EventsV1,
         }
     }
 }
@@ -350,6 +374,7 @@ impl Config {
 
         // Relative paths in the file are relative to the file, wherever herald runs from.
         let base = path.parent().unwrap_or(Path::new(""));
+        issues.extend(load_classifier_rules(path, base, &mut cfg.classifier));
         for p in [&mut cfg.general.data_dir, &mut cfg.general.kubeconfig]
             .into_iter()
             .flatten()
@@ -405,6 +430,75 @@ impl Config {
             Err(ConfigErrors(issues))
         }
     }
+}
+
+/// The `classifier:` rules: checks the inline `rules:` (positions in the config file), then
+/// reads every `rule_files` entry (relative to the config's directory), checks it (positions
+/// in that file) and appends its rules. A rule name used twice across the files is an error.
+/// Returns every problem found.
+pub fn load_classifier_rules(
+    config: &Path,
+    base: &Path,
+    classifier: &mut ClassifierConfig,
+) -> Vec<ConfigIssue> {
+    let issue = |file: &Path, i: herald_classifier::RuleIssue| ConfigIssue {
+        file: file.to_path_buf(),
+        line: (i.line > 0).then_some(i.line),
+        column: (i.column > 0).then_some(i.column),
+        message: format!("classifier: {}", i.message),
+    };
+    let mut issues: Vec<ConfigIssue> = classifier
+        .validate()
+        .into_iter()
+        .map(|i| issue(config, i))
+        .collect();
+    let mut names: BTreeMap<String, PathBuf> = classifier
+        .rules
+        .iter()
+        .map(|r| (r.name.value.clone(), config.to_path_buf()))
+        .collect();
+    for file in &mut classifier.rule_files {
+        if file.is_relative() {
+            *file = base.join(&*file);
+        }
+    }
+    for file in classifier.rule_files.clone() {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                issues.push(ConfigIssue {
+                    file: config.to_path_buf(),
+                    line: None,
+                    column: None,
+                    message: format!("classifier.rule_files: cannot read {}: {e}", file.display()),
+                });
+                continue;
+            }
+        };
+        match herald_classifier::parse_rules(&text) {
+            Ok(rules) => {
+                for r in rules {
+                    if let Some(first) = names.get(&r.name.value) {
+                        issues.push(ConfigIssue {
+                            file: file.clone(),
+                            line: Some(r.name.referenced.line()),
+                            column: Some(r.name.referenced.column()),
+                            message: format!(
+                                "classifier: rule {:?} is already defined in {}",
+                                r.name.value,
+                                first.display()
+                            ),
+                        });
+                        continue;
+                    }
+                    names.insert(r.name.value.clone(), file.clone());
+                    classifier.rules.push(r);
+                }
+            }
+            Err(errs) => issues.extend(errs.into_iter().map(|i| issue(&file, i))),
+        }
+    }
+    issues
 }
 
 fn yaml_issue(path: &Path, e: &serde_saphyr::Error) -> ConfigIssue {
@@ -527,5 +621,62 @@ mod tests {
         assert_eq!(cfg.general.cluster, "prod-eu-1");
         assert_eq!(cfg.channels.len(), 2);
         assert_eq!(cfg.subscriptions.len(), 2);
+    }
+    #[test]
+    fn classifier_rules_inline_and_in_files_report_every_problem_with_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("team.rules.yaml"),
+            "rules:\n  - name: Fine\n    match: { reason: BackOff }\n  - name: Bad\n    match: { message_regex: \"(\" }\n    severity: loud\n",
+        )
+        .expect("write rules");
+        std::fs::write(
+            dir.path().join("dup.rules.yaml"),
+            "rules:\n  - name: Dup\n    match: { reason: BackOff }\n",
+        )
+        .expect("write rules");
+        let config = dir.path().join("herald.yaml");
+        let text = "classifier:\n  rule_files: [team.rules.yaml, dup.rules.yaml, missing.yaml]\n  rules:\n    - name: Dup\n      match: { kind: pod }\n    - name: Inline\n      match: { kind: podz }\n";
+        let errors = Config::parse(&config, text).expect_err("bad rules");
+        let got: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        let rules_file = dir.path().join("team.rules.yaml");
+        let want = [
+            format!("{}:7:", config.display()),
+            format!("{}:5:", rules_file.display()),
+            format!("{}:6:", rules_file.display()),
+            format!("{}:2:", dir.path().join("dup.rules.yaml").display()),
+            "missing.yaml".to_string(),
+        ];
+        for w in &want {
+            assert!(
+                got.iter().any(|g| g.contains(w.as_str())),
+                "{w} not in {got:#?}"
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        assert!(
+            got.iter().any(|g| g.contains("already defined")),
+            "{got:#?}"
+        );
+
+        // A good config with a rules file: the file's rules are appended.
+        std::fs::write(
+            dir.path().join("ok.rules.yaml"),
+            "rules:\n  - name: FromFile\n    match: { reason: BackOff }\n",
+        )
+        .expect("write rules");
+        let cfg =
+            Config::parse(&config, "classifier:\n  rule_files: [ok.rules.yaml]\n").expect("valid");
+        let names: Vec<&str> = cfg
+            .classifier
+            .rules
+            .iter()
+            .map(|r| r.name.value.as_str())
+            .collect();
+        assert_eq!(names, ["FromFile"]);
+        assert_eq!(
+            cfg.classifier.rule_files,
+            [dir.path().join("ok.rules.yaml")]
+        );
     }
 }

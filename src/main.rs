@@ -2,6 +2,7 @@
 //! each subcommand to its module. This is the only crate that sees every other crate.
 
 mod api;
+mod backtest;
 mod cli;
 mod config;
 mod deliveries;
@@ -59,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incidents(args) => query::incidents(args, &data_dir).await,
         Command::Deliveries(args) => deliveries::run(args, &data_dir).await,
         Command::Silence(args) => silence::run(args, &data_dir).await,
+        Command::Backtest(args) => backtest::run(args, &data_dir),
     }
 }
 
