@@ -23,7 +23,7 @@ use herald_core::{
 use jiff::SignedDuration;
 
 use super::{Rule, first_sentence, new_incident};
-use crate::book::{Book, MAX_OBJECTS, push_record, touch};
+use crate::book::{Book, MAX_OBJECTS, push_record, same_object, touch};
 use crate::config::EvictionStormConfig;
 use crate::duration::signed;
 
@@ -202,6 +202,28 @@ impl EvictionStorm {
             return;
         }
         if let Some(members) = storm(evictions, self.threshold, window) {
+            // A wider storm says nothing new while every one of its evictions is already in an
+            // open narrower storm (all on one node): it waits until it spans more.
+            let narrower: &[&str] = match self.scope {
+                Scope::Node => &[],
+                Scope::Namespace => &[RULE],
+                Scope::Cluster => &[RULE, NAMESPACE_RULE],
+            };
+            let covered = !narrower.is_empty()
+                && members.iter().all(|&m| {
+                    book.incidents().any(|i| {
+                        narrower.contains(&i.rule.as_str())
+                            && i.objects.iter().any(|o| same_object(o, &evictions[m].pod))
+                    })
+                });
+            if covered {
+                tracing::debug!(
+                    rule = self.scope.rule(),
+                    key = node,
+                    "storm already reported by a narrower scope"
+                );
+                return;
+            }
             let first = &evictions[members[0]];
             let mut i = new_incident(
                 self.scope.rule(),
