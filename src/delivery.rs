@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use herald_core::{DeliveryOutcome, Notification, Severity, SystemClock, Timestamp};
 use herald_notifiers::digest;
-use herald_notifiers::{Budget, ChannelQueue, Channels, Dispatcher, Next, Pending};
+use herald_notifiers::{Budget, ChannelQueue, Channels, Dispatcher, Next, Pending, Router};
 use herald_store::{Store, StoreError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -40,10 +40,51 @@ impl OutboxHandle {
         }
     }
 
-    /// Queues a new notification (urgent when critical).
-    pub fn enqueue_new(&self, n: Notification) -> bool {
-        let urgent = is_urgent(&n);
-        self.enqueue(Pending::new(n, urgent))
+    /// Queues a new notification with its subscription's policy (see [`pending_for`]).
+    pub fn enqueue_new(&self, router: &Router, n: Notification) -> bool {
+        self.enqueue(pending_for(router, n, Timestamp::now()))
+    }
+}
+
+/// The queue entry of a new (or restored) notification `n` at `now`, from its subscription's
+/// policy: grouped by `group_by` (due after `group_wait`), held until the end of quiet hours
+/// unless its severity is urgent there, urgent (first, never folded) when critical and not
+/// grouped.
+pub fn pending_for(router: &Router, n: Notification, now: Timestamp) -> Pending {
+    let policy = router.policy(&n.subscription);
+    let mut urgent = is_urgent(&n);
+    let mut group = None;
+    let mut group_interval = Duration::ZERO;
+    let mut due = n.created_at;
+    if let Some(p) = policy {
+        if let Some(key) = p.timing.group_key(&n.subscription, &n.change) {
+            group = Some(key);
+            group_interval = p.timing.group_interval;
+            due = later(n.created_at, p.timing.group_wait);
+            urgent = false;
+        }
+    }
+    let mut held = false;
+    if let Some(q) = policy.and_then(|p| p.quiet.as_ref()) {
+        let through = q.is_urgent(n.severity);
+        if let Some(end) = q.quiet_until(now).filter(|_| !through) {
+            held = true;
+            urgent = false;
+            due = due.max(end);
+        } else if through {
+            urgent = urgent || group.is_none();
+        }
+    }
+    let since = n.created_at;
+    Pending {
+        notification: n,
+        attempts: 0,
+        since,
+        due,
+        urgent,
+        held,
+        group,
+        group_interval,
     }
 }
 
@@ -72,6 +113,7 @@ pub struct WorkerContext {
 /// `shutdown` is cancelled (after the attempt in progress).
 pub fn start(
     ctx: WorkerContext,
+    router: &Router,
     shutdown: CancellationToken,
 ) -> Result<(OutboxHandle, Vec<JoinHandle<()>>), StoreError> {
     let mut queues = BTreeMap::new();
@@ -125,15 +167,12 @@ pub fn start(
             }
             _ => now,
         };
-        let urgent = is_urgent(&n);
-        let p = Pending {
-            notification: n,
-            attempts: count,
-            since,
-            due,
-            urgent,
-            held: false,
-        };
+        let mut p = pending_for(&router, n, now);
+        p.attempts = count;
+        p.since = since;
+        if count > 0 {
+            p.due = due;
+        }
         if handle.enqueue(p) {
             restored += 1;
         }
@@ -165,14 +204,25 @@ async fn worker(
             break;
         }
         match queue.next(Timestamp::now()) {
-            Next::Send(p) => send(&ctx, &mut queue, p).await,
+            Next::Send(p) => {
+                if let Some(g) = &p.group {
+                    queue.group_sent(g, Timestamp::now(), p.group_interval);
+                }
+                send(&ctx, &mut queue, p).await
+            }
             Next::Digest { items, reason } => {
                 let now = Timestamp::now();
+                let group = items
+                    .first()
+                    .and_then(|p| p.group.clone().map(|g| (g, p.group_interval)));
                 let folded: Vec<Notification> = items.into_iter().map(|p| p.notification).collect();
                 let Some(d) = digest::build(&name, &folded, now, template_kind, reason) else {
                     continue;
                 };
                 let ids: Vec<String> = folded.iter().map(|n| n.id.clone()).collect();
+                if let Some(p) = group.as_ref() {
+                    queue.group_sent(&p.0, now, p.1);
+                }
                 match ctx.store.put_digest(&d, &ids, now) {
                     Ok(_) => {
                         tracing::info!(channel = %name, digest = %d.id, folded = ids.len(), ?reason, "notifications folded into a digest");
@@ -265,4 +315,104 @@ fn later(now: Timestamp, d: Duration) -> Timestamp {
         .ok()
         .and_then(|d| now.checked_add(d).ok())
         .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::{
+        Incident, IncidentChange, IncidentId, IncidentState, Message, ObjectRef, Transition,
+    };
+    use herald_notifiers::SubscriptionConfig;
+
+    fn n(sub: &str, severity: Severity, at: &str) -> Notification {
+        let at: Timestamp = at.parse().unwrap();
+        let incident = Incident {
+            id: IncidentId::new("OOMKilled/shop/cart-1", at),
+            fingerprint: "OOMKilled/shop/cart-1".into(),
+            rule: "OOMKilled".into(),
+            severity,
+            state: IncidentState::Open,
+            cluster: "prod".into(),
+            subject: ObjectRef::pod("shop", "cart-1"),
+            namespace: Some("shop".into()),
+            node: None,
+            summary: "cart-1 OOMKilled".into(),
+            first_seen: at,
+            last_seen: at,
+            resolved_at: None,
+            count: 1,
+            objects: vec![],
+            records: vec![],
+            labels: Default::default(),
+        };
+        let change = IncidentChange {
+            transition: Transition::Opened,
+            at,
+            incident,
+        };
+        Notification {
+            id: Notification::key_for(&change, sub, "hook"),
+            incident_id: change.incident.id.clone(),
+            transition: Transition::Opened,
+            severity,
+            subscription: sub.into(),
+            channel: "hook".into(),
+            created_at: at,
+            change,
+            message: Message {
+                title: "t".into(),
+                body: "b".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn policies_decide_urgency_holding_and_grouping() {
+        let subs: Vec<SubscriptionConfig> = serde_saphyr::from_str(
+            r#"
+- name: plain
+  channels: [hook]
+- name: nights
+  channels: [hook]
+  quiet_hours:
+    timezone: UTC
+    windows: [{ days: [all], start: "22:00", end: "07:00" }]
+- name: grouped
+  channels: [hook]
+  group_by: [rule, namespace]
+  group_wait: 30s
+  group_interval: 5m
+"#,
+        )
+        .unwrap();
+        let r = Router::new(&subs).unwrap();
+        let night = "2025-06-01T23:00:00Z";
+        let day = "2025-06-01T12:00:00Z";
+        let ts = |s: &str| s.parse::<Timestamp>().unwrap();
+
+        let p = pending_for(&r, n("plain", Severity::Critical, night), ts(night));
+        assert!(p.urgent && !p.held && p.group.is_none() && p.due == ts(night));
+        let p = pending_for(&r, n("plain", Severity::Warning, night), ts(night));
+        assert!(!p.urgent && !p.held);
+
+        // Quiet hours: a warning waits for 07:00 and a digest, a critical goes at once.
+        let p = pending_for(&r, n("nights", Severity::Warning, night), ts(night));
+        assert!(p.held && !p.urgent);
+        assert_eq!(p.due, ts("2025-06-02T07:00:00Z"));
+        let p = pending_for(&r, n("nights", Severity::Critical, night), ts(night));
+        assert!(!p.held && p.urgent && p.due == ts(night));
+        let p = pending_for(&r, n("nights", Severity::Warning, day), ts(day));
+        assert!(!p.held && p.due == ts(day));
+
+        // Grouping: due after group_wait, grouped by rule and namespace.
+        let p = pending_for(&r, n("grouped", Severity::Critical, day), ts(day));
+        assert_eq!(
+            p.group.as_deref(),
+            Some("grouped|rule=OOMKilled,namespace=shop")
+        );
+        assert_eq!(p.due, ts("2025-06-01T12:00:30Z"));
+        assert_eq!(p.group_interval, Duration::from_secs(300));
+        assert!(!p.urgent);
+    }
 }

@@ -166,6 +166,7 @@ pub async fn run_service(
         namespace: cfg.watch.namespace.clone(),
         selectors: cfg.watch.watcher_selectors(),
         list_strategy: cfg.watch.list.into(),
+        events_api: cfg.watch.events_api.into(),
         page_size: cfg.watch.page_size,
         resume,
         ..WatcherConfig::default()
@@ -190,6 +191,7 @@ pub async fn run_service(
             metrics: metrics.clone(),
             stats: stats.clone(),
         },
+        &router,
         workers_stop.clone(),
     )?;
 
@@ -343,6 +345,34 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Whether the subscription of `route` was told about this incident (on this channel)
+    /// less than its `repeat_interval` ago.
+    fn repeat_too_soon(
+        &self,
+        change: &IncidentChange,
+        route: &herald_notifiers::Route,
+    ) -> anyhow::Result<bool> {
+        let Some(policy) = self.router.policy(&route.subscription) else {
+            return Ok(false);
+        };
+        let every = policy.timing.repeat_interval;
+        if every.is_zero() {
+            return Ok(false);
+        }
+        let Ok(span) = jiff::SignedDuration::try_from(every) else {
+            return Ok(false);
+        };
+        let last = self
+            .store
+            .deliveries_for_incident(&change.incident.id)
+            .context("cannot read an incident's notifications")?
+            .into_iter()
+            .filter(|(n, _)| n.subscription == route.subscription && n.channel == route.channel)
+            .map(|(n, _)| n.created_at)
+            .max();
+        Ok(last.is_some_and(|t| t.checked_add(span).is_ok_and(|due| due > change.at)))
+    }
+
     fn on_change(&mut self, change: IncidentChange) -> anyhow::Result<()> {
         self.store
             .put_incident_change(&change)
@@ -364,6 +394,10 @@ impl Pipeline {
         counter.fetch_add(1, Ordering::Relaxed);
 
         for route in self.router.route(&change) {
+            if change.transition == Transition::Updated && self.repeat_too_soon(&change, &route)? {
+                tracing::debug!(incident = %i.id, subscription = %route.subscription, channel = %route.channel, "update within repeat_interval: not announced");
+                continue;
+            }
             let Some(kind) = self.channels.template_kind(&route.channel) else {
                 tracing::warn!(channel = %route.channel, "route to an unknown channel");
                 continue;
@@ -401,7 +435,7 @@ impl Pipeline {
                 .context("cannot persist a notification")?
             {
                 self.stats.notifications.fetch_add(1, Ordering::Relaxed);
-                self.outbox.enqueue_new(n);
+                self.outbox.enqueue_new(&self.router, n);
             }
         }
         Ok(())

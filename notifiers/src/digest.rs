@@ -18,6 +18,8 @@ pub enum DigestReason {
     OverBudget,
     /// The subscription's quiet hours held them.
     QuietHours,
+    /// They are one group of the subscription's `group_by`.
+    Grouped,
 }
 
 /// Whether `id` is a digest's id.
@@ -53,10 +55,18 @@ pub fn build(
     let why = match reason {
         DigestReason::OverBudget => "held back by the channel's rate limit",
         DigestReason::QuietHours => "held during quiet hours",
+        DigestReason::Grouped => "grouped",
     };
     let count = folded.len();
     let noun = if count == 1 { "incident" } else { "incidents" };
-    let title = format!("{count} more {noun} since {} UTC", since.strftime("%H:%M"));
+    let title = match reason {
+        DigestReason::Grouped => format!(
+            "{count} {noun}: {} and others since {} UTC",
+            first.change.incident.rule,
+            since.strftime("%H:%M")
+        ),
+        _ => format!("{count} more {noun} since {} UTC", since.strftime("%H:%M")),
+    };
     let html = template_kind == "html";
     let mut lines = Vec::with_capacity(DIGEST_LINES + 2);
     for n in folded.iter().take(DIGEST_LINES) {

@@ -35,6 +35,11 @@ pub struct Pending {
     pub urgent: bool,
     /// Held by quiet hours: folded into a digest with the others held when `due` comes.
     pub held: bool,
+    /// Its group (subscription `group_by`), if grouped: the notifications of one group due
+    /// together go out as one message.
+    pub group: Option<String>,
+    /// The group's `group_interval` (least time between two of its messages).
+    pub group_interval: Duration,
 }
 
 impl Pending {
@@ -48,6 +53,8 @@ impl Pending {
             due: since,
             urgent,
             held: false,
+            group: None,
+            group_interval: Duration::ZERO,
         }
     }
 
@@ -81,6 +88,8 @@ pub struct ChannelQueue {
     items: Vec<Pending>,
     paused_until: Option<Timestamp>,
     over_budget: bool,
+    /// Group -> (when its last message went out, its group_interval).
+    groups: std::collections::HashMap<String, (Timestamp, Duration)>,
 }
 
 impl ChannelQueue {
@@ -91,12 +100,25 @@ impl ChannelQueue {
             items: Vec::new(),
             paused_until: None,
             over_budget: false,
+            groups: std::collections::HashMap::new(),
         }
     }
 
-    /// Adds a notification (new, retried, or restored after a restart).
-    pub fn push(&mut self, p: Pending) {
+    /// Adds a notification (new, retried, or restored after a restart). A grouped one is not
+    /// due before its group's `group_interval` has passed since the group's last message.
+    pub fn push(&mut self, mut p: Pending) {
+        if let Some((last, interval)) = p.group.as_ref().and_then(|g| self.groups.get(g)) {
+            let interval = jiff::SignedDuration::try_from(*interval).unwrap_or_default();
+            if let Ok(next) = last.checked_add(interval) {
+                p.due = p.due.max(next);
+            }
+        }
         self.items.push(p);
+    }
+
+    /// Records that a message of `group` went out at `at`; its next one waits `interval`.
+    pub fn group_sent(&mut self, group: &str, at: Timestamp, interval: Duration) {
+        self.groups.insert(group.to_string(), (at, interval));
     }
 
     /// Notifications waiting.
@@ -169,6 +191,31 @@ impl ChannelQueue {
         if let Some(i) = urgent.or(retry) {
             return Next::Send(self.items.swap_remove(i));
         }
+        // A group that is due goes out as one message (alone when it is one notification).
+        if let Some(group) = fresh
+            .iter()
+            .filter_map(|i| self.items[*i].group.clone())
+            .min()
+        {
+            let mut members: Vec<usize> = fresh
+                .iter()
+                .copied()
+                .filter(|i| self.items[*i].group.as_deref() == Some(group.as_str()))
+                .collect();
+            members.sort_unstable_by(|a, b| b.cmp(a));
+            let mut items: Vec<Pending> = members
+                .into_iter()
+                .map(|i| self.items.swap_remove(i))
+                .collect();
+            sort_oldest_first(&mut items);
+            if items.len() == 1 {
+                return Next::Send(items.remove(0));
+            }
+            return Next::Digest {
+                items,
+                reason: DigestReason::Grouped,
+            };
+        }
         if fresh.len() >= 2 && (self.over_budget || held) {
             let reason = if self.over_budget {
                 DigestReason::OverBudget
@@ -187,10 +234,7 @@ impl ChannelQueue {
                 .into_iter()
                 .map(|i| self.items.swap_remove(i))
                 .collect();
-            items.sort_by(|a, b| {
-                (a.notification.created_at, &a.notification.id)
-                    .cmp(&(b.notification.created_at, &b.notification.id))
-            });
+            sort_oldest_first(&mut items);
             self.over_budget = false;
             return Next::Digest { items, reason };
         }
@@ -206,6 +250,13 @@ impl ChannelQueue {
             .unwrap_or(0);
         Next::Send(self.items.swap_remove(oldest))
     }
+}
+
+fn sort_oldest_first(items: &mut [Pending]) {
+    items.sort_by(|a, b| {
+        (a.notification.created_at, &a.notification.id)
+            .cmp(&(b.notification.created_at, &b.notification.id))
+    });
 }
 
 fn until(now: Timestamp, t: Timestamp) -> Duration {
@@ -422,5 +473,57 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(q.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use crate::testutil::notification;
+    use herald_core::ManualClock;
+    use std::sync::Arc;
+
+    fn at(secs: i64) -> Timestamp {
+        "2025-06-01T12:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .unwrap()
+    }
+
+    fn grouped(i: usize, created: i64, group: &str, wait: i64) -> Pending {
+        let mut n = notification("ch");
+        n.id = format!("g-{i}");
+        n.created_at = at(created);
+        let mut p = Pending::new(n, false);
+        p.due = at(created + wait);
+        p.group = Some(group.to_string());
+        p
+    }
+
+    #[test]
+    fn groups_wait_then_go_out_as_one_message_and_respect_group_interval() {
+        let clock = ManualClock::new(at(0));
+        let mut q = ChannelQueue::new(Budget::unlimited(Arc::new(clock)));
+        // group_wait 30s: two of group A within 10s, one of B.
+        q.push(grouped(1, 0, "A", 30));
+        q.push(grouped(2, 5, "A", 30));
+        q.push(grouped(3, 9, "B", 30));
+        assert_eq!(q.next(at(10)), Next::Wait(Some(Duration::from_secs(20))));
+        match q.next(at(35)) {
+            Next::Digest { items, reason } => {
+                assert_eq!(reason, DigestReason::Grouped);
+                let ids: Vec<&str> = items.iter().map(|p| p.notification.id.as_str()).collect();
+                assert_eq!(ids, ["g-1", "g-2"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        q.group_sent("A", at(35), Duration::from_secs(300));
+        // B is due at 39s and alone: sent as itself.
+        assert!(matches!(q.next(at(40)), Next::Send(p) if p.notification.id == "g-3"));
+        // A new A notification waits for group_interval after the last A message.
+        q.push(grouped(4, 50, "A", 30));
+        assert_eq!(q.next(at(80)), Next::Wait(Some(Duration::from_secs(255))));
+        assert!(matches!(q.next(at(335)), Next::Send(p) if p.notification.id == "g-4"));
     }
 }
