@@ -13,4 +13,4 @@ pub mod renderer;
 
 pub use context::{MAX_LISTED_OBJECTS, context_value};
 pub use error::{TemplateError, TemplateIssue};
-pub use renderer::{COMPOSITE_KINDS, KINDS, Renderer, TemplateSource};
+pub use renderer::{COMPOSITE_KINDS, KINDS, Overrides, Renderer, TemplateSource};

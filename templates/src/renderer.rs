@@ -50,10 +50,39 @@ pub enum TemplateSource {
     Inline(String),
 }
 
+/// Template overrides from the config's `templates:` section: global ones by template name,
+/// and per channel / per subscription ones (which win, in that order: subscription, channel,
+/// global, default).
+///
+/// ```yaml
+/// templates:
+///   text.body: { file: templates/text.tera }
+///   channels:
+///     ops-slack:
+///       slack.body: { inline: "*{{ incident.summary | slack_escape }}*" }
+///   subscriptions:
+///     sre-oncall:
+///       sms.body: { inline: "{{ incident.rule }} {{ subject }}" }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Overrides {
+    /// Per channel name.
+    #[serde(default)]
+    pub channels: BTreeMap<String, BTreeMap<String, TemplateSource>>,
+    /// Per subscription name.
+    #[serde(default)]
+    pub subscriptions: BTreeMap<String, BTreeMap<String, TemplateSource>>,
+    /// Global overrides by template name (`text.body`, ...).
+    #[serde(flatten)]
+    pub global: BTreeMap<String, TemplateSource>,
+}
+
 /// Compiled templates.
 #[derive(Clone)]
 pub struct Renderer {
     tera: Tera,
+    /// Every compiled template name, scoped ones included.
+    names: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -86,11 +115,23 @@ impl Renderer {
         }
     }
 
-    /// Compiles the defaults, then `overrides` (template name -> source). Reports every broken
-    /// override at once ([`TemplateError::Compile`]), or the first unknown name or unreadable
-    /// file.
+    /// Compiles the defaults, then `overrides` (template name -> source). Reports every
+    /// problem at once ([`TemplateError::Compile`]): templates that do not compile, unknown
+    /// names, unreadable files.
     pub fn new(overrides: &BTreeMap<String, TemplateSource>) -> Result<Self, TemplateError> {
+        Self::with_overrides(&Overrides {
+            global: overrides.clone(),
+            ..Overrides::default()
+        })
+    }
+
+    /// Compiles the defaults and every override: global ones, then per channel and per
+    /// subscription (see [`Overrides`]). Reports every problem at once
+    /// ([`TemplateError::Compile`]); each issue names the template (`text.body`,
+    /// `channel ops-slack: slack.body`, ...), its file, line and column.
+    pub fn with_overrides(overrides: &Overrides) -> Result<Self, TemplateError> {
         let mut tera = Tera::new();
+        // By suffix, so `html.body` is escaped in every scope (`channel:x/html.body`).
         tera.autoescape_on(["html.body"]);
         tera.register_filter("md_escape", md_escape);
         tera.register_filter("slack_escape", slack_escape);
@@ -106,42 +147,108 @@ impl Renderer {
 
         let known = Self::template_names();
         let mut issues = Vec::new();
-        for (name, source) in overrides {
-            if !known.contains(name) {
-                return Err(TemplateError::UnknownTemplate {
-                    name: name.clone(),
-                    known,
-                });
-            }
-            let (text, path) = match source {
-                TemplateSource::Inline(text) => (text.clone(), None),
-                TemplateSource::File(path) => {
-                    let text =
-                        std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
-                            name: name.clone(),
-                            path: path.clone(),
-                            source,
-                        })?;
-                    (text, Some(path.clone()))
+        let scopes = std::iter::once((String::new(), "", &overrides.global))
+            .chain(
+                overrides
+                    .channels
+                    .iter()
+                    .map(|(c, m)| (scoped("channel", c, ""), "channel ", m)),
+            )
+            .chain(
+                overrides
+                    .subscriptions
+                    .iter()
+                    .map(|(s, m)| (scoped("subscription", s, ""), "subscription ", m)),
+            );
+        for (prefix, what, map) in scopes {
+            let label = |name: &str| {
+                if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    let owner = prefix
+                        .trim_end_matches('/')
+                        .split_once(':')
+                        .map_or("", |(_, o)| o);
+                    format!("{what}{owner}: {name}")
                 }
             };
-            // On error tera keeps the previous (default) template, so later overrides are
-            // still checked against a complete set.
-            if let Err(e) = tera.add_raw_template(name, &text) {
-                issues.push(issue(name, path, &e));
+            for (name, source) in map {
+                if !known.contains(name) {
+                    issues.push(TemplateIssue {
+                        template: label(name),
+                        path: None,
+                        line: None,
+                        column: None,
+                        message: format!(
+                            "unknown template (known templates: {})",
+                            known.join(", ")
+                        ),
+                    });
+                    continue;
+                }
+                let (text, path) = match source {
+                    TemplateSource::Inline(text) => (text.clone(), None),
+                    TemplateSource::File(path) => match std::fs::read_to_string(path) {
+                        Ok(text) => (text, Some(path.clone())),
+                        Err(e) => {
+                            issues.push(TemplateIssue {
+                                template: label(name),
+                                path: Some(path.clone()),
+                                line: None,
+                                column: None,
+                                message: format!("cannot read the file: {e}"),
+                            });
+                            continue;
+                        }
+                    },
+                };
+                let full = format!("{prefix}{name}");
+                // On error tera keeps the previous template, so later overrides are still
+                // checked against a complete set.
+                if let Err(e) = tera.add_raw_template(&full, &text) {
+                    issues.push(issue(&label(name), path, &e));
+                }
             }
         }
         if !issues.is_empty() {
             return Err(TemplateError::Compile { issues });
         }
-        Ok(Self { tera })
+        let names = tera.get_template_names().map(str::to_string).collect();
+        Ok(Self { tera, names })
     }
 
-    /// Renders `change` for a channel of `kind` (one of [`KINDS`] or [`COMPOSITE_KINDS`]).
+    /// Renders `change` for `channel` of `kind` on behalf of `subscription`: each template
+    /// comes from the subscription's overrides, else the channel's, else the global ones or
+    /// the defaults.
+    pub fn render_for(
+        &self,
+        subscription: &str,
+        channel: &str,
+        kind: &str,
+        change: &IncidentChange,
+    ) -> Result<Message, TemplateError> {
+        let scopes = [
+            scoped("subscription", subscription, ""),
+            scoped("channel", channel, ""),
+        ];
+        self.render_scoped(&scopes, kind, change)
+    }
+
+    /// Renders `change` for a channel of `kind` (one of [`KINDS`] or [`COMPOSITE_KINDS`])
+    /// with the global templates.
     pub fn render(&self, kind: &str, change: &IncidentChange) -> Result<Message, TemplateError> {
+        self.render_scoped(&[], kind, change)
+    }
+
+    fn render_scoped(
+        &self,
+        scopes: &[String],
+        kind: &str,
+        change: &IncidentChange,
+    ) -> Result<Message, TemplateError> {
         if kind == "email" {
-            let text = self.render("text", change)?;
-            let html = self.render("html", change)?;
+            let text = self.render_scoped(scopes, "text", change)?;
+            let html = self.render_scoped(scopes, "html", change)?;
             let body = serde_json::json!({ "text": text.body, "html": html.body });
             return Ok(Message {
                 title: text.title,
@@ -153,18 +260,29 @@ impl Renderer {
         }
         let ctx = Context::from_serialize(&context_value(change))
             .map_err(|e| TemplateError::Render(issue("context", None, &e)))?;
-        let render = |name: String| {
+        let render = |part: &str| {
+            let base = format!("{kind}.{part}");
+            let name = scopes
+                .iter()
+                .map(|s| format!("{s}{base}"))
+                .find(|n| self.names.contains(n))
+                .unwrap_or(base);
             self.tera
                 .render(&name, &ctx)
                 .map_err(|e| TemplateError::Render(issue(&name, None, &e)))
         };
-        let title = render(format!("{kind}.title"))?;
-        let body = render(format!("{kind}.body"))?;
+        let title = render("title")?;
+        let body = render("body")?;
         Ok(Message {
             title: title.split_whitespace().collect::<Vec<_>>().join(" "),
             body: body.trim().to_string(),
         })
     }
+}
+
+/// The tera name prefix of a scope: `channel:NAME/`.
+fn scoped(scope: &str, owner: &str, name: &str) -> String {
+    format!("{scope}:{owner}/{name}")
 }
 
 /// Escapes Markdown punctuation so names and messages render literally.

@@ -471,3 +471,92 @@ fn email_is_text_and_html_in_a_json_body_no_message_can_break() {
     assert!(html.contains("&lt;script&gt;"), "{html}");
     assert!(!html.contains("<script>"));
 }
+
+#[test]
+fn per_channel_and_per_subscription_overrides_win_in_order() {
+    let o: herald_templates::Overrides = serde_saphyr::from_str(
+        r#"
+text.title: { inline: "global {{ incident.rule }}" }
+channels:
+  ops-slack:
+    text.title: { inline: "channel {{ incident.rule }}" }
+    html.body: { inline: "<p>{{ incident.summary }}</p>" }
+subscriptions:
+  sre:
+    text.title: { inline: "subscription {{ incident.rule }}" }
+"#,
+    )
+    .unwrap();
+    let r = Renderer::with_overrides(&o).unwrap();
+    let c = oom_killed();
+    assert_eq!(
+        r.render_for("sre", "ops-slack", "text", &c).unwrap().title,
+        "subscription OOMKilled"
+    );
+    assert_eq!(
+        r.render_for("other", "ops-slack", "text", &c)
+            .unwrap()
+            .title,
+        "channel OOMKilled"
+    );
+    assert_eq!(
+        r.render_for("other", "other", "text", &c).unwrap().title,
+        "global OOMKilled"
+    );
+    assert_eq!(r.render("text", &c).unwrap().title, "global OOMKilled");
+    // Scoped html.body is escaped too.
+    let mut evil = oom_killed();
+    evil.incident.summary = "<script>x</script>".into();
+    let html = r
+        .render_for("other", "ops-slack", "html", &evil)
+        .unwrap()
+        .body;
+    assert_eq!(html, "<p>&lt;script&gt;x&lt;/script&gt;</p>");
+    // The composite email kind uses the same scopes.
+    let email = r.render_for("other", "ops-slack", "email", &evil).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&email.body).unwrap();
+    assert_eq!(v["html"], html);
+}
+
+#[test]
+fn every_scoped_problem_is_reported_at_once_with_position() {
+    let o: herald_templates::Overrides = serde_saphyr::from_str(
+        r#"
+text.body: { inline: "ok {{ incident.rule }}" }
+channels:
+  ops-slack:
+    slack.body: { inline: "line one\n{{ incident.rule | nosuchfilter }}" }
+    nonsense.body: { inline: "x" }
+subscriptions:
+  sre:
+    sms.body: { inline: "{% if %}" }
+    text.title: { file: /nonexistent/herald/title.tera }
+"#,
+    )
+    .unwrap();
+    let Err(TemplateError::Compile { issues }) = Renderer::with_overrides(&o) else {
+        panic!("expected compile errors");
+    };
+    assert_eq!(issues.len(), 4, "{issues:#?}");
+    let find = |t: &str| {
+        issues
+            .iter()
+            .find(|i| i.template == t)
+            .unwrap_or_else(|| panic!("{t}: {issues:#?}"))
+    };
+    let f = find("channel ops-slack: slack.body");
+    assert_eq!(f.line, Some(2), "{f:?}");
+    assert!(f.column.is_some());
+    assert!(
+        find("channel ops-slack: nonsense.body")
+            .message
+            .contains("unknown template")
+    );
+    let s = find("subscription sre: sms.body");
+    assert_eq!(s.line, Some(1));
+    let t = find("subscription sre: text.title");
+    assert_eq!(
+        t.path.as_deref(),
+        Some(std::path::Path::new("/nonexistent/herald/title.tera"))
+    );
+}
