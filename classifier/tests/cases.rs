@@ -455,4 +455,5 @@ cases!(
     storm_namespace_cluster,
     noise_scale_down,
     yaml_rules,
+    oom_then_crash_loop,
 );

@@ -97,7 +97,7 @@ pub(crate) fn specs(cfg: &ClassifierConfig) -> Vec<SignalSpec> {
                 inhibit: true,
                 skip_deleting: true,
                 distinct_objects: false,
-                absorbed_by: &[],
+                absorbed_by: &[super::oom_killed::RULE],
             },
             &cfg.crash_loop,
         ),

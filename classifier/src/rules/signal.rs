@@ -152,8 +152,9 @@ pub(crate) struct SignalSpec {
     /// Count distinct objects rather than occurrences (two sources of one eviction).
     pub(crate) distinct_objects: bool,
     /// Rules whose open incidents absorb this one: when every object of the group is already
-    /// listed by an open incident of one of them (an eviction that is part of a storm), nothing
-    /// opens.
+    /// the subject of, or listed by, an open incident of one of them (an eviction that is part
+    /// of a storm, a crash loop of a container that was just OOMKilled), nothing opens; the
+    /// records join that incident.
     pub(crate) absorbed_by: &'static [&'static str],
 }
 
@@ -434,17 +435,29 @@ impl SignalRule {
             severity = self.severity_for(g.restarts);
         }
         if !self.spec.absorbed_by.is_empty() {
-            let absorbed = self.groups.get(fp).is_some_and(|g| {
-                g.objects.iter().all(|o| {
-                    book.incidents().any(|i| {
+            let absorbing = |o: &ObjectRef| {
+                book.incidents()
+                    .find(|i| {
                         self.spec.absorbed_by.contains(&i.rule.as_str())
-                            && i.objects.iter().any(|x| same_object(x, o))
+                            && (same_object(&i.subject, o)
+                                || i.objects.iter().any(|x| same_object(x, o)))
                     })
-                })
-            });
-            if absorbed {
-                tracing::debug!(rule = %self.spec.name, fingerprint = fp, "part of an open incident of a broader rule; not opened");
-                self.groups.remove(fp);
+                    .map(|i| i.fingerprint.clone())
+            };
+            let by: Option<Vec<String>> = self
+                .groups
+                .get(fp)
+                .and_then(|g| g.objects.iter().map(absorbing).collect());
+            if let Some(by) = by.filter(|b| !b.is_empty()) {
+                tracing::debug!(rule = %self.spec.name, fingerprint = fp, by = ?by, "already told by an open incident of another rule; not opened");
+                if let (Some(g), Some(first)) = (self.groups.remove(fp), by.first()) {
+                    book.update(first, |i| {
+                        for id in &g.records {
+                            push_record(i, *id);
+                        }
+                        false
+                    });
+                }
                 return;
             }
         }
