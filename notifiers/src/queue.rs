@@ -321,10 +321,12 @@ mod tests {
                     ));
                 }
                 Next::Wait(wait) => {
+                    // The worker sleeps `wait` (or until an arrival when idle); what arrives
+                    // meanwhile is pushed when it wakes, which changes nothing the queue
+                    // could have done earlier: it was waiting for budget or a due time.
                     let to_arrival = arrivals.get(next_arrival).map(|a| a.0.duration_since(now));
                     let step = match (wait, to_arrival) {
-                        (Some(w), Some(a)) => w.min(Duration::try_from(a).unwrap_or_default()),
-                        (Some(w), None) => w,
+                        (Some(w), _) => w,
                         (None, Some(a)) => Duration::try_from(a).unwrap_or_default(),
                         (None, None) => break,
                     };
