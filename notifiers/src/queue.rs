@@ -90,6 +90,8 @@ pub struct ChannelQueue {
     over_budget: bool,
     /// Group -> (when its last message went out, its group_interval).
     groups: std::collections::HashMap<String, (Timestamp, Duration)>,
+    /// Ids of `items`.
+    ids: std::collections::HashSet<String>,
 }
 
 impl ChannelQueue {
@@ -101,6 +103,7 @@ impl ChannelQueue {
             paused_until: None,
             over_budget: false,
             groups: std::collections::HashMap::new(),
+            ids: std::collections::HashSet::new(),
         }
     }
 
@@ -113,6 +116,7 @@ impl ChannelQueue {
                 p.due = p.due.max(next);
             }
         }
+        self.ids.insert(p.notification.id.clone());
         self.items.push(p);
     }
 
@@ -133,7 +137,13 @@ impl ChannelQueue {
 
     /// Whether the notification `id` waits here.
     pub fn contains(&self, id: &str) -> bool {
-        self.items.iter().any(|p| p.notification.id == id)
+        self.ids.contains(id)
+    }
+
+    fn take(&mut self, i: usize) -> Pending {
+        let p = self.items.swap_remove(i);
+        self.ids.remove(&p.notification.id);
+        p
     }
 
     /// Sends nothing before `until` (the receiver asked to wait, e.g. 429 with Retry-After).
@@ -189,7 +199,7 @@ impl ChannelQueue {
             return Next::Wait(Some(wait));
         }
         if let Some(i) = urgent.or(retry) {
-            return Next::Send(self.items.swap_remove(i));
+            return Next::Send(self.take(i));
         }
         // A group that is due goes out as one message (alone when it is one notification).
         if let Some(group) = fresh
@@ -203,10 +213,7 @@ impl ChannelQueue {
                 .filter(|i| self.items[*i].group.as_deref() == Some(group.as_str()))
                 .collect();
             members.sort_unstable_by(|a, b| b.cmp(a));
-            let mut items: Vec<Pending> = members
-                .into_iter()
-                .map(|i| self.items.swap_remove(i))
-                .collect();
+            let mut items: Vec<Pending> = members.into_iter().map(|i| self.take(i)).collect();
             sort_oldest_first(&mut items);
             if items.len() == 1 {
                 return Next::Send(items.remove(0));
@@ -230,10 +237,7 @@ impl ChannelQueue {
             fresh.truncate(MAX_DIGEST);
             let mut take = fresh.clone();
             take.sort_unstable_by(|a, b| b.cmp(a));
-            let mut items: Vec<Pending> = take
-                .into_iter()
-                .map(|i| self.items.swap_remove(i))
-                .collect();
+            let mut items: Vec<Pending> = take.into_iter().map(|i| self.take(i)).collect();
             sort_oldest_first(&mut items);
             self.over_budget = false;
             return Next::Digest { items, reason };
@@ -248,7 +252,7 @@ impl ChannelQueue {
                     .cmp(&(b.notification.created_at, &b.notification.id))
             })
             .unwrap_or(0);
-        Next::Send(self.items.swap_remove(oldest))
+        Next::Send(self.take(oldest))
     }
 }
 
