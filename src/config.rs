@@ -34,6 +34,8 @@ pub struct Config {
     pub subscriptions: Vec<SubscriptionConfig>,
     /// How the outbox retries (attempts, maximum age, backoff).
     pub delivery: DeliveryConfig,
+    /// Template overrides: global, per channel, per subscription (compiled at load).
+    pub templates: herald_templates::Overrides,
 }
 
 /// Top-level scalar settings.
@@ -264,6 +266,7 @@ struct TopLevelKeys {
     channels: Option<serde::de::IgnoredAny>,
     subscriptions: Option<serde::de::IgnoredAny>,
     delivery: Option<serde::de::IgnoredAny>,
+    templates: Option<serde::de::IgnoredAny>,
 }
 
 /// The scalar top-level keys, parsed on their own (other keys are ignored in this pass).
@@ -295,6 +298,7 @@ section_pass!(ClassifierPass, classifier: ClassifierConfig);
 section_pass!(ChannelsPass, channels: BTreeMap<String, ChannelConfig>);
 section_pass!(SubscriptionsPass, subscriptions: Vec<SubscriptionConfig>);
 section_pass!(DeliveryPass, delivery: DeliveryConfig);
+section_pass!(TemplatesPass, templates: herald_templates::Overrides);
 
 impl Config {
     /// Reads and validates `path`. Returns every problem found, not just the first.
@@ -408,6 +412,10 @@ impl Config {
                 message: "cluster must not be empty".to_string(),
             });
         }
+        let r = serde_saphyr::from_str::<TemplatesPass>(text)
+            .map(|p| cfg.templates = p.templates.unwrap_or_default());
+        pass(&mut issues, r);
+        issues.extend(check_templates(path, text, base, &mut cfg));
         for issue in herald_notifiers::validate(&cfg.channels, &cfg.subscriptions) {
             // Channel fields carry no YAML position; find their key in the text instead.
             let (line, column) = match issue.line {
@@ -430,6 +438,68 @@ impl Config {
             Err(ConfigErrors(issues))
         }
     }
+}
+
+/// The `templates:` section: resolves override files against the config's directory, checks
+/// that scoped overrides name existing channels and subscriptions, and compiles everything
+/// (every template problem, with the template's file, line and column).
+fn check_templates(path: &Path, text: &str, base: &Path, cfg: &mut Config) -> Vec<ConfigIssue> {
+    use herald_templates::{Renderer, TemplateError, TemplateSource};
+    let mut issues = Vec::new();
+    let t = &mut cfg.templates;
+    let maps = std::iter::once(&mut t.global)
+        .chain(t.channels.values_mut())
+        .chain(t.subscriptions.values_mut());
+    for map in maps {
+        for source in map.values_mut() {
+            if let TemplateSource::File(p) = source
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+        }
+    }
+    let at = locate(text, "templates");
+    let issue = |message: String| ConfigIssue {
+        file: path.to_path_buf(),
+        line: at.map(|(l, _)| l),
+        column: at.map(|(_, c)| c),
+        message,
+    };
+    for name in t.channels.keys() {
+        if !cfg.channels.contains_key(name) {
+            issues.push(issue(format!(
+                "templates.channels.{name}: unknown channel {name:?}"
+            )));
+        }
+    }
+    for name in t.subscriptions.keys() {
+        if !cfg.subscriptions.iter().any(|s| s.name.value == *name) {
+            issues.push(issue(format!(
+                "templates.subscriptions.{name}: unknown subscription {name:?}"
+            )));
+        }
+    }
+    match Renderer::with_overrides(t) {
+        Ok(_) => {}
+        Err(TemplateError::Compile { issues: found }) => {
+            for ti in found {
+                issues.push(match &ti.path {
+                    // A template file: its own position.
+                    Some(file) => ConfigIssue {
+                        file: file.clone(),
+                        line: ti.line.map(|l| l as u64),
+                        column: ti.column.map(|c| c as u64),
+                        message: ti.to_string(),
+                    },
+                    // Inline: the message names the line and column inside the template.
+                    None => issue(format!("templates: {ti}")),
+                });
+            }
+        }
+        Err(e) => issues.push(issue(format!("templates: {e}"))),
+    }
+    issues
 }
 
 /// The `classifier:` rules: checks the inline `rules:` (positions in the config file), then

@@ -8,6 +8,7 @@ mod config;
 mod deliveries;
 mod delivery;
 mod demo;
+mod notify;
 mod output;
 mod query;
 mod service;
@@ -61,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries(args) => deliveries::run(args, &data_dir).await,
         Command::Silence(args) => silence::run(args, &data_dir).await,
         Command::Backtest(args) => backtest::run(args, &data_dir),
+        Command::Notify(args) => notify::run(args).await,
     }
 }
 

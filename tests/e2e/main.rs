@@ -10,5 +10,6 @@ mod delivery;
 mod faults;
 mod harness;
 mod kubectl;
+mod notify;
 mod pipeline;
 mod restart;
