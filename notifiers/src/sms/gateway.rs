@@ -1,10 +1,9 @@
 //! A generic HTTP SMS gateway with a templated request: `POST <url>` with the configured
 //! fields, as JSON or form-encoded, where each field value may contain `{to}` (the recipient)
 //! and `{text}` (the SMS text, cut to `max_segments`). Values are substituted, then the body
-//! is serialized (serde_json or form encoding), so a text can never break the request. One
-//! request per recipient is not made: list one channel per number, or use a gateway field
-//! that takes a list. Classification is the shared HTTP one (2xx delivered, 408/429/5xx
-//! retried with `Retry-After`, other statuses permanent).
+//! is serialized (serde_json or form encoding), so a text can never break the request. Each
+//! channel sends to its one `to`; define one channel per number. Classification is the shared
+//! HTTP one (2xx delivered, 408/429/5xx retried with `Retry-After`, other statuses permanent).
 //!
 //! ```yaml
 //! type: sms_gateway
