@@ -56,13 +56,13 @@ pub fn pending_for(router: &Router, n: Notification, now: Timestamp) -> Pending 
     let mut group = None;
     let mut group_interval = Duration::ZERO;
     let mut due = n.created_at;
-    if let Some(p) = policy {
-        if let Some(key) = p.timing.group_key(&n.subscription, &n.change) {
-            group = Some(key);
-            group_interval = p.timing.group_interval;
-            due = later(n.created_at, p.timing.group_wait);
-            urgent = false;
-        }
+    if let Some(p) = policy
+        && let Some(key) = p.timing.group_key(&n.subscription, &n.change)
+    {
+        group = Some(key);
+        group_interval = p.timing.group_interval;
+        due = later(n.created_at, p.timing.group_wait);
+        urgent = false;
     }
     let mut held = false;
     if let Some(q) = policy.and_then(|p| p.quiet.as_ref()) {
@@ -167,7 +167,7 @@ pub fn start(
             }
             _ => now,
         };
-        let mut p = pending_for(&router, n, now);
+        let mut p = pending_for(router, n, now);
         p.attempts = count;
         p.since = since;
         if count > 0 {
@@ -294,10 +294,10 @@ async fn send(ctx: &WorkerContext, queue: &mut ChannelQueue, mut p: Pending) {
     if let Err(e) = ctx.store.record_delivery(a) {
         tracing::error!(error = %e, notification = %n.id, "cannot persist a delivery attempt");
     }
-    if step.retry_in.is_none() {
-        if let Err(e) = ctx.store.flush().await {
-            tracing::error!(error = %e, "cannot flush the store after a delivery");
-        }
+    if step.retry_in.is_none()
+        && let Err(e) = ctx.store.flush().await
+    {
+        tracing::error!(error = %e, "cannot flush the store after a delivery");
     }
     if let Some(wait) = step.retry_in {
         let now = Timestamp::now();

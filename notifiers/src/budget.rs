@@ -74,7 +74,7 @@ impl Budget {
         // Shortest windows first: when a longer window refuses, the cell already taken from a
         // shorter one is lost, and a short window gets its cells back soonest.
         let mut sorted: Vec<Quota> = quotas.to_vec();
-        sorted.sort_by(|a, b| a.per.cmp(&b.per));
+        sorted.sort_by_key(|q| q.per);
         for q in sorted {
             if let Some(gq) = strict_quota(q) {
                 limiters.push(Limiter::direct_with_clock(gq, clock.clone()));

@@ -90,14 +90,12 @@ pub fn subscription_issues(i: usize, sub: &SubscriptionConfig) -> Vec<ConfigIssu
     let name = sub.name.value.as_str();
     let at = |field: &str| format!("subscriptions[{i}] ({name:?}).{field}");
     let mut issues = Vec::new();
-    if let Some(who) = &sub.who {
-        if who.value.trim().is_empty() {
-            issues.push(ConfigIssue::new(
-                at("who"),
-                Some(&who.referenced),
-                "who must not be empty (leave it out to use the name)",
-            ));
-        }
+    if let Some(who) = sub.who.as_ref().filter(|w| w.value.trim().is_empty()) {
+        issues.push(ConfigIssue::new(
+            at("who"),
+            Some(&who.referenced),
+            "who must not be empty (leave it out to use the name)",
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for (j, g) in sub.group_by.iter().enumerate() {
@@ -145,15 +143,13 @@ pub fn subscription_issues(i: usize, sub: &SubscriptionConfig) -> Vec<ConfigIssu
             ));
         }
     }
-    if let Some(q) = &sub.quiet_hours {
-        if let Err(errs) = QuietHours::compile(q) {
-            for (field, loc, message) in errs {
-                issues.push(ConfigIssue::new(
-                    at(&format!("quiet_hours.{field}")),
-                    loc.as_ref(),
-                    message,
-                ));
-            }
+    if let Some(Err(errs)) = sub.quiet_hours.as_ref().map(QuietHours::compile) {
+        for (field, loc, message) in errs {
+            issues.push(ConfigIssue::new(
+                at(&format!("quiet_hours.{field}")),
+                loc.as_ref(),
+                message,
+            ));
         }
     }
     issues

@@ -66,6 +66,7 @@ impl Pending {
 
 /// What the worker does next.
 #[derive(Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one value per decision, moved straight into a send
 pub enum Next {
     /// Send this one (the budget has been charged for it).
     Send(Pending),

@@ -178,10 +178,10 @@ impl Compiled {
         {
             return false;
         }
-        if let Some(g) = &self.nodes {
-            if !i.node.as_ref().is_some_and(|n| g.is_match(n)) {
-                return false;
-            }
+        if let Some(g) = &self.nodes
+            && !i.node.as_ref().is_some_and(|n| g.is_match(n))
+        {
+            return false;
         }
         for (k, g) in &self.labels {
             if !i.labels.get(k).is_some_and(|v| g.is_match(v)) {
