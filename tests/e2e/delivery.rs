@@ -365,3 +365,47 @@ async fn a_silence_added_while_running_suppresses_and_records() {
     assert!(svc.stop().success());
     server.shutdown().await;
 }
+
+#[test]
+fn validate_reports_every_subscription_and_delivery_problem_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("herald.yaml");
+    std::fs::write(
+        &cfg,
+        r#"channels:
+  hook:
+    type: webhook
+    url: { value: "http://127.0.0.1:1/hook" }
+delivery:
+  max_attempts: 0
+subscriptions:
+  - name: a
+    who: ""
+    channels: [hook]
+    group_wait: 30s
+    match:
+      labels: { app: "[x" }
+      nodes: ["[y"]
+    quiet_hours:
+      timezone: Mars/Base
+      windows: [{ days: [funday], start: "9", end: "17:00" }]
+"#,
+    )
+    .unwrap();
+    let out = herald(dir.path(), &["validate", "-c", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "herald.yaml:6:3: delivery.max_attempts: must be at least 1",
+        "herald.yaml:8:11: subscriptions[0] (\"a\").group_wait: group_wait needs group_by",
+        "herald.yaml:9:10: subscriptions[0] (\"a\").who: who must not be empty",
+        "herald.yaml:13:22: subscriptions[0] (\"a\").match.labels.app: invalid glob",
+        "herald.yaml:14:15: subscriptions[0] (\"a\").match.nodes[0]: invalid glob",
+        "herald.yaml:16:17: subscriptions[0] (\"a\").quiet_hours.timezone: unknown time zone \"Mars/Base\"",
+        "herald.yaml:17:26: subscriptions[0] (\"a\").quiet_hours.windows[0].days[0]: invalid day \"funday\"",
+        "herald.yaml:17:42: subscriptions[0] (\"a\").quiet_hours.windows[0].start: invalid time \"9\"",
+        "8 problem(s) found",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+}
