@@ -1,6 +1,8 @@
 //! The generic JSON webhook channel: `POST <url>` with the whole [`Notification`] as the JSON
 //! body (incident change included, plus the rendered message), `Content-Type:
-//! application/json`, `Idempotency-Key: <notification id>` and any configured headers.
+//! application/json`, `Idempotency-Key: <notification id>` and any configured headers. With
+//! `body:` the request body is that templated structure instead (placeholders such as
+//! `{title}` and `{message}` substituted in its strings, then serialized with serde_json).
 //!
 //! Classification of one attempt: 2xx is delivered; 408, 429 and 5xx are retryable (with the
 //! receiver's `Retry-After`, in seconds or as an HTTP date, when given); other statuses
@@ -41,6 +43,116 @@ pub struct WebhookConfig {
     /// `html`. Default `text`.
     #[serde(default)]
     pub format: MessageFormat,
+    /// A templated body instead of the whole notification: any YAML/JSON structure whose
+    /// strings may contain placeholders (see [`PLACEHOLDERS`]), e.g.
+    /// `body: { text: "{title}", details: "{message}", id: "{id}" }`. Values are substituted
+    /// in one pass, then the structure is serialized with serde_json, so no message can break
+    /// it. Default: the notification as JSON.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
+/// The placeholders a templated webhook `body` may use.
+pub const PLACEHOLDERS: [&str; 11] = [
+    "title",
+    "message",
+    "id",
+    "incident_id",
+    "rule",
+    "severity",
+    "transition",
+    "subject",
+    "cluster",
+    "namespace",
+    "summary",
+];
+
+/// The value of placeholder `name` for `n` (`None` for an unknown name).
+fn placeholder(n: &Notification, name: &str) -> Option<String> {
+    let i = &n.change.incident;
+    Some(match name {
+        "title" => n.message.title.clone(),
+        "message" => n.message.body.clone(),
+        "id" => n.id.clone(),
+        "incident_id" => i.id.to_string(),
+        "rule" => i.rule.clone(),
+        "severity" => i.severity.to_string(),
+        "transition" => n.transition.as_str().to_string(),
+        "subject" => i.subject.to_string(),
+        "cluster" => i.cluster.clone(),
+        "namespace" => i.namespace.clone().unwrap_or_default(),
+        "summary" => i.summary.clone(),
+        _ => return None,
+    })
+}
+
+/// `template` with every `{name}` placeholder replaced (one pass; unknown names and lone
+/// braces stay as they are).
+fn substitute(template: &str, n: &Notification) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        match tail
+            .find('}')
+            .and_then(|end| Some((end, placeholder(n, &tail[1..end])?)))
+        {
+            Some((end, value)) => {
+                out.push_str(&value);
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The templated body for `n`: every string (keys stay literal) substituted.
+pub fn render_body(template: &serde_json::Value, n: &Notification) -> serde_json::Value {
+    use serde_json::Value;
+    match template {
+        Value::String(s) => Value::String(substitute(s, n)),
+        Value::Array(a) => Value::Array(a.iter().map(|v| render_body(v, n)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), render_body(v, n)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Placeholders used in `template` that do not exist.
+fn unknown_placeholders(template: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match template {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find('{') {
+                let tail = &rest[start + 1..];
+                match tail.find('}') {
+                    Some(end) => {
+                        let name = &tail[..end];
+                        let plausible = !name.is_empty()
+                            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                        if plausible && !PLACEHOLDERS.contains(&name) {
+                            out.push(name.to_string());
+                        }
+                        rest = &tail[end + 1..];
+                    }
+                    None => break,
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| unknown_placeholders(v, out)),
+        Value::Object(m) => m.values().for_each(|v| unknown_placeholders(v, out)),
+        _ => {}
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -159,6 +271,19 @@ impl WebhookConfig {
         if self.timeout.is_zero() {
             problems.push(("timeout".to_string(), "timeout must be > 0".to_string()));
         }
+        if let Some(body) = &self.body {
+            let mut unknown = Vec::new();
+            unknown_placeholders(body, &mut unknown);
+            for name in unknown {
+                problems.push((
+                    "body".to_string(),
+                    format!(
+                        "unknown placeholder {{{name}}} (known: {})",
+                        PLACEHOLDERS.join(", ")
+                    ),
+                ));
+            }
+        }
         // Longest first, so the whole URL is redacted before its parts.
         scrub.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
         match url {
@@ -180,6 +305,7 @@ pub struct WebhookChannel {
     headers: HeaderMap,
     format: MessageFormat,
     timeout: Duration,
+    body: Option<serde_json::Value>,
     scrub: Vec<SecretString>,
 }
 
@@ -226,6 +352,7 @@ impl WebhookChannel {
             headers: resolved.headers,
             format: cfg.format,
             timeout: cfg.timeout,
+            body: cfg.body.clone(),
             scrub: resolved.scrub,
         })
     }
@@ -244,8 +371,11 @@ impl WebhookChannel {
             .post(self.url.clone())
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header("idempotency-key", idempotency_key)
-            .json(n);
+            .header("idempotency-key", idempotency_key);
+        let request = match &self.body {
+            Some(template) => request.body(render_body(template, n).to_string()),
+            None => request.json(n),
+        };
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => return self.classify_error(e),

@@ -310,3 +310,41 @@ async fn secrets_echoed_by_the_receiver_are_scrubbed() {
     assert_no_secrets(&text);
     assert!(text.contains("[redacted]"), "{text}");
 }
+
+#[tokio::test]
+async fn templated_body_is_substituted_then_serialized() {
+    let (url, r) = receiver(vec![]).await;
+    let yaml = format!(
+        "url: {{ value: '{url}/hooks/t' }}\nbody:\n  text: '{{title}}'\n  detail: 'rule={{rule}} sev={{severity}} {{unknown braces}}'\n  tags: ['{{cluster}}', 42]\n  nested: {{ id: '{{id}}', msg: '{{message}}' }}"
+    );
+    let cfg: WebhookConfig = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(cfg.problems(), vec![]);
+    let ch = WebhookChannel::new("templated", &cfg).unwrap();
+    let mut n = notification("templated");
+    n.message.body = "he said \"}{title}\" \\ done".into();
+    assert!(ch.send(&n).await.is_delivered());
+    let seen = r.seen.lock().unwrap().clone();
+    let b = &seen[0].body;
+    assert_eq!(b["text"], n.message.title);
+    assert_eq!(
+        b["detail"],
+        "rule=NodeNotReady sev=critical {unknown braces}"
+    );
+    assert_eq!(b["tags"], serde_json::json!(["prod", 42]));
+    assert_eq!(b["nested"]["id"], n.id);
+    // A message that looks like JSON or a placeholder stays literal.
+    assert_eq!(b["nested"]["msg"], "he said \"}{title}\" \\ done");
+}
+
+#[test]
+fn templated_body_rejects_unknown_placeholders() {
+    let cfg: WebhookConfig =
+        serde_saphyr::from_str("url: { value: 'http://x/' }\nbody: { a: '{titel}' }").unwrap();
+    let p = cfg.problems();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, "body");
+    assert!(
+        p[0].1.contains("{titel}") && p[0].1.contains("title"),
+        "{p:?}"
+    );
+}
