@@ -146,7 +146,7 @@ pub async fn run_service(
     classifier.restore(open);
     let router = Router::new(&cfg.subscriptions).context("invalid subscriptions")?;
     let channels = Arc::new(Channels::build(&cfg.channels).context("invalid channels")?);
-    let renderer = Renderer::new(&BTreeMap::new()).context("invalid templates")?;
+    let renderer = Renderer::with_overrides(&cfg.templates).context("invalid templates")?;
     // Watcher.
     // Resume points and, with them, the compact state (without a resume point the watcher
     // lists, and the state would only be replaced).
@@ -404,7 +404,7 @@ impl Pipeline {
             };
             let message = self
                 .renderer
-                .render(kind, &change)
+                .render_for(&route.subscription, &route.channel, kind, &change)
                 .context("cannot render a message")?;
             let n = Notification {
                 id: Notification::key_for(&change, &route.subscription, &route.channel),
