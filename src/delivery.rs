@@ -416,3 +416,174 @@ mod tests {
         assert!(!p.urgent);
     }
 }
+
+#[cfg(test)]
+mod worker_tests {
+    use super::*;
+    use herald_core::{
+        Incident, IncidentChange, IncidentId, IncidentState, Message, ObjectRef, Transition,
+    };
+    use herald_notifiers::{BoxFuture, Channel, ChannelKind, Quota, RetryPolicy};
+    use std::sync::Mutex;
+
+    /// A chat-like channel with a tight budget that records what it was asked to send.
+    #[derive(Debug, Default)]
+    struct Recording {
+        sent: Mutex<Vec<(Instant, Notification)>>,
+    }
+    use std::time::Instant;
+
+    impl Channel for Recording {
+        fn name(&self) -> &str {
+            "chat"
+        }
+        fn kind(&self) -> ChannelKind {
+            ChannelKind::Slack
+        }
+        fn template_kind(&self) -> &'static str {
+            "markdown"
+        }
+        fn send<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, DeliveryOutcome> {
+            self.sent.lock().unwrap().push((Instant::now(), n.clone()));
+            Box::pin(async { DeliveryOutcome::Delivered { status: Some(200) } })
+        }
+        fn rate_limits(&self) -> Vec<Quota> {
+            vec![Quota::new(4, Duration::from_secs(1))]
+        }
+    }
+
+    fn evicted(i: usize, at: Timestamp) -> Notification {
+        let fp = format!("PodEvicted/shop/pod-{i}");
+        let change = IncidentChange {
+            transition: Transition::Opened,
+            at,
+            incident: Incident {
+                id: IncidentId::new(&fp, at),
+                fingerprint: fp,
+                rule: "PodEvicted".into(),
+                severity: if i % 50 == 0 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                state: IncidentState::Open,
+                cluster: "prod".into(),
+                subject: ObjectRef::pod("shop", &format!("pod-{i}")),
+                namespace: Some("shop".into()),
+                node: Some("node-a".into()),
+                summary: format!("pod-{i} evicted"),
+                first_seen: at,
+                last_seen: at,
+                resolved_at: None,
+                count: 1,
+                objects: vec![],
+                records: vec![],
+                labels: Default::default(),
+            },
+        };
+        Notification {
+            id: Notification::key_for(&change, "sre", "chat"),
+            incident_id: change.incident.id.clone(),
+            transition: Transition::Opened,
+            severity: change.incident.severity,
+            subscription: "sre".into(),
+            channel: "chat".into(),
+            created_at: at,
+            change,
+            message: Message {
+                title: "evicted".into(),
+                body: "b".into(),
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_storm_over_budget_is_digested_and_every_notification_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let chat = Arc::new(Recording::default());
+        let channels = Arc::new(Channels::from_channels([chat.clone() as Arc<dyn Channel>]));
+        let stats = Arc::new(Stats::default());
+        let stop = CancellationToken::new();
+        let (outbox, tasks) = start(
+            WorkerContext {
+                store: store.clone(),
+                channels,
+                dispatcher: Arc::new(Dispatcher::new(RetryPolicy::default())),
+                metrics: Arc::new(Metrics::new(herald_watcher::WatcherStats::default())),
+                stats: stats.clone(),
+            },
+            &Router::new(&[]).unwrap(),
+            stop.clone(),
+        )
+        .unwrap();
+        let router = Router::new(&[]).unwrap();
+        let now = Timestamp::now();
+        let all: Vec<Notification> = (0..200).map(|i| evicted(i, now)).collect();
+        for n in &all {
+            assert!(store.put_notification(n).unwrap());
+            outbox.enqueue_new(&router, n.clone());
+        }
+        // Everything settled: delivered, or digested into a delivered digest.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if store.pending_notifications().unwrap().is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still pending");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let sent = chat.sent.lock().unwrap().clone();
+        // Within budget: no 1-second window holds more than 4 messages.
+        for (i, (t, _)) in sent.iter().enumerate() {
+            let in_window = sent[i..]
+                .iter()
+                .take_while(|(u, _)| u.duration_since(*t) < Duration::from_secs(1))
+                .count();
+            assert!(in_window <= 4, "{in_window} messages within 1 s");
+        }
+        // The 4 critical ones went alone, the others alone or in digests; nothing lost.
+        let digests: Vec<&Notification> = sent
+            .iter()
+            .map(|(_, n)| n)
+            .filter(|n| digest::is_digest(&n.id))
+            .collect();
+        assert!(!digests.is_empty());
+        let alone = sent.len() - digests.len();
+        let mut accounted = 0;
+        for n in &all {
+            let delivered = store
+                .deliveries(&n.id)
+                .unwrap()
+                .iter()
+                .any(|a| a.outcome.is_delivered());
+            let fate = store.fate(&n.id).unwrap();
+            match (delivered, fate) {
+                (true, None) => accounted += 1,
+                (false, Some(herald_store::Fate::Digested { digest_id, .. })) => {
+                    assert!(digests.iter().any(|d| d.id == digest_id));
+                    let d_delivered = store
+                        .deliveries(&digest_id)
+                        .unwrap()
+                        .iter()
+                        .any(|a| a.outcome.is_delivered());
+                    assert!(d_delivered, "{digest_id} delivered");
+                    assert_ne!(n.severity, Severity::Critical, "urgent never folded");
+                    accounted += 1;
+                }
+                other => panic!("{}: {other:?}", n.id),
+            }
+        }
+        assert_eq!(accounted, 200);
+        assert!(alone >= 4, "{alone}");
+        assert!(
+            sent.len() < 30,
+            "{} messages for 200 notifications",
+            sent.len()
+        );
+    }
+}
