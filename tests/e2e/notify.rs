@@ -169,3 +169,60 @@ async fn notify_test_reports_failures_and_unknown_channels() {
     assert!(stderr.contains("HERALD_E2E_SLACK_URL"), "{stderr}");
     assert_eq!(rx.got.lock().unwrap().len(), 1);
 }
+
+/// `herald validate` reports channel and template problems together, each with file, line and
+/// column, and never prints a secret.
+#[test]
+fn validate_reports_channel_and_template_problems_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.tera"),
+        "ok line\n{{ incident.rule | nosuchfilter }}\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("herald.yaml");
+    std::fs::write(
+        &cfg,
+        r#"cluster: e2e
+channels:
+  ops-slack:
+    type: slack
+    url: { value: "not a url T0P-SECRET" }
+  ops-mail:
+    type: email
+    host: smtp.example.invalid
+    from: "not an address"
+    to: []
+  ops-ding:
+    type: dingtalk
+    url: { value: "https://oapi.dingtalk.com/robot/send?no_token=1" }
+templates:
+  channels:
+    ops-slack:
+      slack.body: { file: broken.tera }
+    nowhere:
+      text.body: { inline: "x" }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(herald_bin())
+        .args(["validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let c = cfg.display().to_string();
+    for want in [
+        format!("{c}:5:5: channels.ops-slack.url"),
+        format!("{c}:9:5: channels.ops-mail.from"),
+        format!("{c}:10:5: channels.ops-mail.to"),
+        format!("{c}:13:5: channels.ops-ding.url"),
+        "broken.tera:2:".to_string(),
+        "channel ops-slack: slack.body".to_string(),
+        "unknown channel \"nowhere\"".to_string(),
+    ] {
+        assert!(stderr.contains(&want), "{want:?} missing in\n{stderr}");
+    }
+    assert!(!stderr.contains("T0P-SECRET"), "{stderr}");
+}
