@@ -461,14 +461,14 @@ mod worker_tests {
                 id: IncidentId::new(&fp, at),
                 fingerprint: fp,
                 rule: "PodEvicted".into(),
-                severity: if i % 50 == 0 {
+                severity: if i.is_multiple_of(50) {
                     Severity::Critical
                 } else {
                     Severity::Warning
                 },
                 state: IncidentState::Open,
                 cluster: "prod".into(),
-                subject: ObjectRef::pod("shop", &format!("pod-{i}")),
+                subject: ObjectRef::pod("shop", format!("pod-{i}")),
                 namespace: Some("shop".into()),
                 node: Some("node-a".into()),
                 summary: format!("pod-{i} evicted"),
