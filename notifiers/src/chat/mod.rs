@@ -195,6 +195,18 @@ impl Resolver {
                 for part in parts.into_iter().flatten().filter(|p| p.len() > 1) {
                     self.scrub.push(SecretString::new(part));
                 }
+                // A receiver may echo just the token: query values and long path segments
+                // (tokens, keys, signatures) are scrubbed on their own too.
+                for (_, v) in u.query_pairs() {
+                    if v.len() >= 6 {
+                        self.scrub.push(SecretString::new(v.into_owned()));
+                    }
+                }
+                for seg in u.path_segments().into_iter().flatten() {
+                    if seg.len() >= 16 {
+                        self.scrub.push(SecretString::new(seg));
+                    }
+                }
                 Some(u)
             }
             Ok(_) => {

@@ -64,12 +64,12 @@ async fn slack_block_kit_with_text_fallback_and_retry_after() {
         vec![
             Reply::new(429, "rate_limited").header("retry-after", "7"),
             Reply::new(500, "oops"),
-            Reply::new(404, "channel_not_found"),
+            Reply::new(404, "channel_not_found (hook XXXXsecretXXXXsecretXXXX)"),
         ],
         ok(),
     )
     .await;
-    let url = format!("{}/services/T000/B000/XXXXsecretXXXX", rx.base);
+    let url = format!("{}/services/T000/B000/XXXXsecretXXXXsecretXXXX", rx.base);
     let ch = channel(&cfg::<SlackConfig>(&format!("url: {{ value: '{url}' }}")));
     assert_eq!(ch.kind(), ChannelKind::Slack);
     assert_eq!(ch.template_kind(), "slack");
@@ -98,7 +98,7 @@ async fn slack_block_kit_with_text_fallback_and_retry_after() {
         matches!(&dead, DeliveryOutcome::Dead { error } if error.contains("channel_not_found")),
         "{dead:?}"
     );
-    assert_no_secret(&ch, &dead, &["XXXXsecretXXXX"]);
+    assert_no_secret(&ch, &dead, &["XXXXsecretXXXXsecretXXXX"]);
     assert_eq!(
         ch.attempt_at(&n, now()).await,
         DeliveryOutcome::Delivered { status: Some(200) }
@@ -108,7 +108,7 @@ async fn slack_block_kit_with_text_fallback_and_retry_after() {
     assert_eq!(seen.len(), 4);
     let r = &seen[3];
     assert_eq!(r.method, axum::http::Method::POST);
-    assert_eq!(r.path, "/services/T000/B000/XXXXsecretXXXX");
+    assert_eq!(r.path, "/services/T000/B000/XXXXsecretXXXXsecretXXXX");
     assert_eq!(
         r.header("content-type").as_deref(),
         Some("application/json; charset=utf-8")
@@ -146,18 +146,43 @@ async fn slack_cuts_a_long_body_with_a_note() {
 
 #[tokio::test]
 async fn teams_adaptive_card() {
-    let rx = Receiver::start(vec![Reply::new(202, "")], ok()).await;
+    let rx = Receiver::start(
+        vec![
+            Reply::new(429, "").header("retry-after", "4"),
+            Reply::new(400, "bad sig S1GSECRET"),
+            Reply::new(202, ""),
+        ],
+        ok(),
+    )
+    .await;
     let url = format!(
         "{}/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sig=S1GSECRET",
         rx.base
     );
     let ch = channel(&cfg::<TeamsConfig>(&format!("url: {{ value: '{url}' }}")));
     let n = note();
+    let o = ch.attempt_at(&n, now()).await;
+    assert!(
+        matches!(
+            o,
+            DeliveryOutcome::Failed {
+                retry_after_secs: Some(4),
+                ..
+            }
+        ),
+        "{o:?}"
+    );
+    let dead = ch.attempt_at(&n, now()).await;
+    assert!(
+        matches!(&dead, DeliveryOutcome::Dead { error } if error.contains("[redacted]")),
+        "{dead:?}"
+    );
+    assert_no_secret(&ch, &dead, &["S1GSECRET"]);
     assert_eq!(
         ch.attempt_at(&n, now()).await,
         DeliveryOutcome::Delivered { status: Some(202) }
     );
-    let r = &rx.seen()[0];
+    let r = &rx.seen()[2];
     assert_eq!(r.query_param("sig").as_deref(), Some("S1GSECRET"));
     let b = r.json();
     assert_eq!(b["type"], "message");
@@ -479,7 +504,9 @@ async fn google_chat_and_mattermost() {
         "url: {{ value: '{}/hooks/mm-KEY' }}\nchannel: ops\nusername: herald",
         rx.base
     )));
-    assert!(m.attempt_at(&n, now()).await.is_delivered());
+    let o = m.attempt_at(&n, now()).await;
+    assert!(o.is_delivered());
+    assert_no_secret(&m, &o, &["mm-KEY"]);
     let r = &rx.seen()[2];
     assert_eq!(r.path, "/hooks/mm-KEY");
     let b = r.json();
