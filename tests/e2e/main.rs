@@ -5,6 +5,7 @@
 // so clippy's allow-unwrap-in-tests does not reach it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backtest;
 mod bad_input;
 mod delivery;
 mod faults;
