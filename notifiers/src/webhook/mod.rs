@@ -215,6 +215,16 @@ impl WebhookConfig {
                         for part in parts.into_iter().flatten().filter(|p| p.len() > 1) {
                             scrub.push(SecretString::new(part));
                         }
+                        // A receiver may echo just the token: query values and long path
+                        // segments are scrubbed on their own too.
+                        for (_, v) in u.query_pairs().filter(|(_, v)| v.len() >= 6) {
+                            scrub.push(SecretString::new(v.into_owned()));
+                        }
+                        for seg in u.path_segments().into_iter().flatten() {
+                            if seg.len() >= 16 {
+                                scrub.push(SecretString::new(seg));
+                            }
+                        }
                         url = Some(u);
                     }
                     Ok(_) => problems.push((
