@@ -53,12 +53,11 @@ fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
     let cfg = dir.join("herald.yaml");
     std::fs::write(
         &cfg,
-        format!(
-            r#"cluster: e2e
+        r#"cluster: e2e
 channels:
   ops-slack:
     type: slack
-    url: {{ env: HERALD_E2E_SLACK_URL }}
+    url: { env: HERALD_E2E_SLACK_URL }
   ops-mail:
     type: email
     host: smtp.example.invalid
@@ -67,9 +66,8 @@ channels:
 templates:
   channels:
     ops-slack:
-      slack.body: {{ inline: "custom body for {{{{ incident.rule }}}} on {{{{ subject }}}}" }}
-"#
-        ),
+      slack.body: { inline: "custom body for {{ incident.rule }} on {{ subject }}" }
+"#,
     )
     .unwrap();
     cfg
