@@ -71,9 +71,14 @@ pub fn print_history(view: &HistoryView) {
                         .or(n.attempts.last())
                         .map(|a| ts(a.at))
                         .unwrap_or_else(|| ts(n.created_at));
+                    let who = if n.who.is_empty() || n.who == n.subscription {
+                        n.subscription.clone()
+                    } else {
+                        format!("{} ({})", n.who, n.subscription)
+                    };
                     format!(
-                        "{} to {} via {} at {when} ({status})",
-                        n.transition, n.subscription, n.channel
+                        "{} to {who} via {} at {when} ({status})",
+                        n.transition, n.channel
                     )
                 })
                 .collect::<Vec<_>>()

@@ -60,6 +60,9 @@ pub struct NotificationView {
     pub transition: Transition,
     /// Subscription that routed it.
     pub subscription: String,
+    /// Who the subscription is for (its `who:`, else its name).
+    #[serde(default)]
+    pub who: String,
     /// Channel.
     pub channel: String,
     /// Created at.
@@ -85,6 +88,9 @@ impl NotificationView {
         attempts: Vec<DeliveryAttempt>,
     ) -> Result<Self, StoreError> {
         let mut v = Self::new(n, attempts);
+        v.who = store
+            .subscriber(&v.subscription)?
+            .unwrap_or_else(|| v.subscription.clone());
         if v.delivered {
             v.status = "delivered".into();
         } else if let Some(fate) = store.fate(&v.id)? {
@@ -106,6 +112,7 @@ impl NotificationView {
         Self {
             status: String::new(),
             settled_by: None,
+            who: String::new(),
             delivered: attempts.iter().any(|a| a.outcome.is_delivered()),
             id: n.id,
             transition: n.transition,

@@ -145,6 +145,17 @@ pub async fn run_service(
     tracing::info!(open_incidents = open.len(), "restoring classifier state");
     classifier.restore(open);
     let router = Router::new(&cfg.subscriptions).context("invalid subscriptions")?;
+    let who: BTreeMap<String, String> = cfg
+        .subscriptions
+        .iter()
+        .filter_map(|s| {
+            let name = s.name.value.clone();
+            router.policy(&name).map(|p| (name, p.who.clone()))
+        })
+        .collect();
+    store
+        .put_subscribers(&who)
+        .context("cannot record the subscriptions")?;
     let channels = Arc::new(Channels::build(&cfg.channels).context("invalid channels")?);
     let renderer = Renderer::with_overrides(&cfg.templates).context("invalid templates")?;
     // Watcher.

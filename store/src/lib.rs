@@ -84,6 +84,8 @@ mod tree {
     pub const NOTIFICATION_FATES: &str = "notification_fates";
     /// Silence id -> silence.
     pub const SILENCES: &str = "silences";
+    /// Subscription name -> who it is for (as configured when its notifications were made).
+    pub const SUBSCRIBERS: &str = "subscribers";
 }
 
 /// The subdirectory of the data directory that holds the sled database.
@@ -123,6 +125,7 @@ struct Inner {
     notifications_dead: sled::Tree,
     notification_fates: sled::Tree,
     silences: sled::Tree,
+    subscribers: sled::Tree,
 }
 
 impl fmt::Debug for Store {
@@ -245,6 +248,7 @@ impl Store {
             notifications_dead: open(tree::NOTIFICATIONS_DEAD)?,
             notification_fates: open(tree::NOTIFICATION_FATES)?,
             silences: open(tree::SILENCES)?,
+            subscribers: open(tree::SUBSCRIBERS)?,
             db,
         };
         tracing::info!(
@@ -288,6 +292,7 @@ impl Store {
             (tree::NOTIFICATIONS_DEAD, &i.notifications_dead),
             (tree::NOTIFICATION_FATES, &i.notification_fates),
             (tree::SILENCES, &i.silences),
+            (tree::SUBSCRIBERS, &i.subscribers),
         ] {
             trees.insert(name.to_string(), t.len());
         }

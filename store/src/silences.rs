@@ -1,4 +1,7 @@
-//! Silences (`herald silence add/list/expire`): stored by id, read by the running service.
+//! Silences (`herald silence add/list/expire`): stored by id, read by the running service;
+//! and who each subscription is for (`who:`), so `herald history` can say who was told.
+
+use std::collections::BTreeMap;
 
 use herald_core::{Silence, Timestamp};
 
@@ -46,5 +49,27 @@ impl Store {
             self.put_silence(&s)?;
         }
         Ok(Some(s))
+    }
+}
+
+impl Store {
+    /// Records who each subscription (by name) is for; existing entries of other names are
+    /// kept, so the history of a removed subscription still says who it was for.
+    pub fn put_subscribers(&self, who: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (name, w) in who {
+            batch.insert(name.as_bytes(), w.as_bytes());
+        }
+        self.inner.subscribers.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Who the subscription called `name` is for, when recorded.
+    pub fn subscriber(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .inner
+            .subscribers
+            .get(name.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 }

@@ -214,7 +214,28 @@ fn silences_are_stored_listed_and_expired() {
         t(60)
     );
     assert!(store.expire_silence("nope", t(1)).unwrap().is_none());
+    let who = BTreeMap::from([("ops".to_string(), "SRE rota".to_string())]);
+    store.put_subscribers(&who).unwrap();
+    store
+        .put_subscribers(&BTreeMap::from([(
+            "web".to_string(),
+            "Web team".to_string(),
+        )]))
+        .unwrap();
+    assert_eq!(
+        store.subscriber("ops").unwrap().as_deref(),
+        Some("SRE rota")
+    );
+    assert_eq!(
+        store.subscriber("web").unwrap().as_deref(),
+        Some("Web team")
+    );
+    assert_eq!(store.subscriber("nope").unwrap(), None);
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.silences().unwrap().len(), 1);
+    assert_eq!(
+        store.subscriber("ops").unwrap().as_deref(),
+        Some("SRE rota")
+    );
 }

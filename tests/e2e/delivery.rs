@@ -99,6 +99,9 @@ subscriptions:
     );
     for i in 0..subs {
         s.push_str(&format!("  - name: team-{i}\n    channels: [hook]\n"));
+        if i == 0 {
+            s.push_str("    who: \"Team zero (pager rota)\"\n");
+        }
     }
     s
 }
@@ -240,6 +243,18 @@ async fn kill_9_mid_send_then_restart_delivers_each_pending_once_and_resends_not
         notes
             .iter()
             .all(|n| n["status"] == "delivered" && n["delivered"] == true)
+    );
+    let who: std::collections::BTreeSet<&str> =
+        notes.iter().map(|n| n["who"].as_str().unwrap()).collect();
+    assert!(
+        who.contains("Team zero (pager rota)") && who.contains("team-1"),
+        "{who:?}"
+    );
+    let table = herald(&data, &["history", "pod", &format!("{OOM_NS}/{OOM_POD}")]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("Team zero (pager rota) (team-0)") && table.contains("(delivered)"),
+        "{table}"
     );
     server.shutdown().await;
 }
