@@ -473,7 +473,7 @@ pub fn http_error(a: &Answer<'_>) -> String {
     }
 }
 
-/// The first [`MAX_BODY_EXCERPT`] characters of a body, on one line.
+/// The first 300 characters of a body, on one line.
 pub fn excerpt(body: &str) -> String {
     let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut out: String = one_line.chars().take(MAX_BODY_EXCERPT).collect();
