@@ -65,6 +65,9 @@ pub struct Metrics {
     pub incidents: Family<IncidentLabels, Counter>,
     /// Delivery attempts, by channel and outcome.
     pub deliveries: Family<DeliveryLabels, Counter>,
+    /// Notifications settled without a send of their own, by channel and outcome
+    /// (`digested`, `silenced`).
+    pub settled: Family<DeliveryLabels, Counter>,
 }
 
 /// The watcher's counters, read at every scrape: `herald_watch_*` families labelled by
@@ -185,11 +188,18 @@ impl Metrics {
             incidents.clone(),
         );
         registry.register("delivery_attempts", "Delivery attempts", deliveries.clone());
+        let settled = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "notifications_settled",
+            "Notifications folded into a digest or silenced, by channel",
+            settled.clone(),
+        );
         Self {
             registry,
             records,
             incidents,
             deliveries,
+            settled,
         }
     }
 

@@ -225,6 +225,13 @@ async fn worker(
                 }
                 match ctx.store.put_digest(&d, &ids, now) {
                     Ok(_) => {
+                        ctx.metrics
+                            .settled
+                            .get_or_create(&DeliveryLabels {
+                                channel: name.clone(),
+                                outcome: "digested".to_string(),
+                            })
+                            .inc_by(ids.len() as u64);
                         tracing::info!(channel = %name, digest = %d.id, folded = ids.len(), ?reason, "notifications folded into a digest");
                         send(&ctx, &mut queue, Pending::new(d, false)).await;
                     }

@@ -437,6 +437,13 @@ impl Pipeline {
                     .context("cannot persist a silenced notification")?
                 {
                     tracing::info!(notification = %n.id, silence = %silence.id, "notification silenced");
+                    self.metrics
+                        .settled
+                        .get_or_create(&crate::api::DeliveryLabels {
+                            channel: n.channel.clone(),
+                            outcome: "silenced".to_string(),
+                        })
+                        .inc();
                 }
                 continue;
             }

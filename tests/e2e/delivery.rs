@@ -316,7 +316,7 @@ async fn a_silence_added_while_running_suppresses_and_records() {
     let (rx, hook) = SlowReceiver::start(0).await;
     let cfg = dir.path().join("herald.yaml");
     std::fs::write(&cfg, config(&kubeconfig, &hook, 1, "")).unwrap();
-    let (svc, _) = start_ready(&data, &cfg, dir.path()).await;
+    let (svc, api) = start_ready(&data, &cfg, dir.path()).await;
 
     let bad = herald(
         &data,
@@ -366,6 +366,17 @@ async fn a_silence_added_while_running_suppresses_and_records() {
     assert_eq!(n["settled_by"], sid.as_str());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(rx.started().is_empty(), "nothing sent: {:?}", rx.started());
+    let metrics = reqwest::get(format!("{api}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"herald_notifications_settled_total{channel="hook",outcome="silenced"} 1"#),
+        "{metrics}"
+    );
 
     let out = herald(&data, &["silence", "expire", &sid]);
     assert!(
