@@ -416,6 +416,9 @@ impl Config {
             .map(|p| cfg.templates = p.templates.unwrap_or_default());
         pass(&mut issues, r);
         issues.extend(check_templates(path, text, base, &mut cfg));
+        for c in cfg.channels.values_mut() {
+            c.relative_to(base);
+        }
         for issue in herald_notifiers::validate(&cfg.channels, &cfg.subscriptions) {
             // Channel fields carry no YAML position; find their key in the text instead.
             let (line, column) = match issue.line {

@@ -89,6 +89,60 @@ pub enum ChannelConfig {
 }
 
 impl ChannelConfig {
+    /// Makes relative file paths in this channel (secret `file:`s, the email `ca_file`)
+    /// relative to `base`, the config file's directory.
+    pub fn relative_to(&mut self, base: &std::path::Path) {
+        fn opt(s: &mut Option<crate::secret::Secret>, base: &std::path::Path) {
+            if let Some(s) = s {
+                s.relative_to(base);
+            }
+        }
+        match self {
+            ChannelConfig::Console(_) => {}
+            ChannelConfig::Webhook(c) => {
+                c.url.relative_to(base);
+                for h in c.headers.values_mut() {
+                    if let crate::secret::HeaderValueConfig::Secret(s) = h {
+                        s.relative_to(base);
+                    }
+                }
+            }
+            ChannelConfig::Email(c) => {
+                opt(&mut c.password, base);
+                if let Some(p) = &mut c.ca_file
+                    && p.is_relative()
+                {
+                    *p = base.join(&*p);
+                }
+            }
+            ChannelConfig::Slack(c) => c.url.relative_to(base),
+            ChannelConfig::Teams(c) => c.url.relative_to(base),
+            ChannelConfig::Discord(c) => c.url.relative_to(base),
+            ChannelConfig::Telegram(c) => c.bot_token.relative_to(base),
+            ChannelConfig::DingTalk(c) => {
+                c.url.relative_to(base);
+                opt(&mut c.secret, base);
+            }
+            ChannelConfig::WeCom(c) => c.url.relative_to(base),
+            ChannelConfig::Feishu(c) => {
+                c.url.relative_to(base);
+                opt(&mut c.secret, base);
+            }
+            ChannelConfig::GoogleChat(c) => c.url.relative_to(base),
+            ChannelConfig::Mattermost(c) => c.url.relative_to(base),
+            ChannelConfig::Twilio(c) => c.auth_token.relative_to(base),
+            ChannelConfig::AliyunSms(c) => c.access_key_secret.relative_to(base),
+            ChannelConfig::SmsGateway(c) => {
+                c.url.relative_to(base);
+                for h in c.headers.values_mut() {
+                    if let crate::secret::HeaderValueConfig::Secret(s) = h {
+                        s.relative_to(base);
+                    }
+                }
+            }
+        }
+    }
+
     /// Every problem with this channel's config, as `(field, message)` pairs, never with a
     /// secret value.
     pub fn problems(&self) -> Vec<(String, String)> {

@@ -53,6 +53,15 @@ impl Secret {
         Ok(SecretString(trimmed.to_string()))
     }
 
+    /// Makes a relative `file:` path relative to `base` (the config file's directory).
+    pub fn relative_to(&mut self, base: &std::path::Path) {
+        if let Secret::File(p) = self
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
+    }
+
     /// A description of where the secret comes from, safe to print.
     pub fn origin(&self) -> String {
         match self {

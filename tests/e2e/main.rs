@@ -12,5 +12,6 @@ mod faults;
 mod harness;
 mod kubectl;
 mod notify;
+mod notify_email;
 mod pipeline;
 mod restart;
