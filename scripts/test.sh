@@ -30,6 +30,10 @@ if ! target/pyenv/bin/python -c 'import aiosmtpd' >/dev/null 2>&1; then
   target/pyenv/bin/pip install -q aiosmtpd
 fi
 export HERALD_TEST_PYTHON="$PWD/target/pyenv/bin/python"
+# The e2e email test makes its CA with the openssl CLI (Debian: package openssl).
+if ! command -v openssl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+fi
 
 log "one TLS provider: ring must not be in the dependency tree"
 tree=$(cargo tree --workspace --target all -e normal,build,dev -i ring 2>/dev/null || true)
