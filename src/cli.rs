@@ -70,6 +70,8 @@ pub enum Command {
     /// Replay the stored history through a rule set: what would have fired, when, and how
     /// many notifications (`--rules FILE --since 7d [-o json]`).
     Backtest(crate::backtest::BacktestArgs),
+    /// Benchmarks: each prints its figures and targets (see docs/PERFORMANCE.md).
+    Bench(crate::bench::BenchArgs),
     /// Channel tools: `test CHANNEL -c CONFIG` sends a sample message through the channel.
     Notify(crate::notify::NotifyArgs),
 }

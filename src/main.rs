@@ -3,6 +3,7 @@
 
 mod api;
 mod backtest;
+mod bench;
 mod cli;
 mod config;
 mod deliveries;
@@ -62,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries(args) => deliveries::run(args, &data_dir).await,
         Command::Silence(args) => silence::run(args, &data_dir).await,
         Command::Backtest(args) => backtest::run(args, &data_dir),
+        Command::Bench(args) => bench::run(args).await,
         Command::Notify(args) => notify::run(args).await,
     }
 }

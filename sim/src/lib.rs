@@ -393,15 +393,32 @@ impl Simulator {
                 &name,
                 Subresource::Main,
                 |ev| {
-                    let count = ev.get("count").and_then(Value::as_i64).unwrap_or(1);
-                    ev["count"] = Value::from(count + 1);
-                    ev["lastTimestamp"] = Value::String(now);
+                    if ev.get("eventTime").is_some_and(|t| !t.is_null()) {
+                        // An events.k8s.io Event (client-go tools/events): repeats grow
+                        // `series` (2 on the first repeat); `count` stays unset.
+                        let count = ev
+                            .pointer("/series/count")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(1);
+                        ev["series"] = serde_json::json!({
+                            "count": count + 1,
+                            "lastObservedTime": objects::now_micro(),
+                        });
+                    } else {
+                        let count = ev.get("count").and_then(Value::as_i64).unwrap_or(1);
+                        ev["count"] = Value::from(count + 1);
+                        ev["lastTimestamp"] = Value::String(now);
+                    }
                     Ok(())
                 },
             );
             match res {
                 Ok(v) => {
-                    let count = v.get("count").and_then(|c| c.as_i64()).unwrap_or(0);
+                    let count = v
+                        .get("count")
+                        .or_else(|| v.pointer("/series/count"))
+                        .and_then(|c| c.as_i64())
+                        .unwrap_or(0);
                     tracing::debug!(reason = %spec.reason, object = %r.name, count, "event aggregated");
                     return Ok(v);
                 }

@@ -8,6 +8,7 @@
 mod backtest;
 mod bad_input;
 mod delivery;
+mod events_api;
 mod faults;
 mod harness;
 mod kubectl;

@@ -58,6 +58,50 @@ impl fmt::Display for Resource {
     }
 }
 
+/// Which API the Events are watched through. The API server serves the same Event objects
+/// through both; watch one, never both (every occurrence would be recorded twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventsApi {
+    /// `/api/v1/events` (core/v1 `Event`: `count`, `firstTimestamp`, `lastTimestamp`, and
+    /// `series` for Events written through events.k8s.io).
+    #[default]
+    CoreV1,
+    /// `/apis/events.k8s.io/v1/events` (`regarding`, `note`, `series`, `deprecatedCount`);
+    /// converted to the core/v1 shape before transition detection, so counts, series and
+    /// resume behave the same.
+    EventsV1,
+}
+
+impl EventsApi {
+    /// The config spelling: `core/v1` or `events.k8s.io/v1`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventsApi::CoreV1 => "core/v1",
+            EventsApi::EventsV1 => "events.k8s.io/v1",
+        }
+    }
+
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "core/v1" | "v1" => Some(EventsApi::CoreV1),
+            "events.k8s.io/v1" => Some(EventsApi::EventsV1),
+            _ => None,
+        }
+    }
+
+    /// The collection path of Events through this API.
+    pub fn path(self, namespace: Option<&str>) -> String {
+        match (self, namespace) {
+            (EventsApi::CoreV1, _) => Resource::Events.path(namespace),
+            (EventsApi::EventsV1, Some(ns)) => {
+                format!("/apis/events.k8s.io/v1/namespaces/{ns}/events")
+            }
+            (EventsApi::EventsV1, None) => "/apis/events.k8s.io/v1/events".to_string(),
+        }
+    }
+}
+
 /// Which resources are watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceSet {
@@ -161,6 +205,8 @@ pub struct WatcherConfig {
     pub namespace: Option<String>,
     /// Per-resource server-side selectors; a missing entry means none.
     pub selectors: BTreeMap<Resource, Selectors>,
+    /// The API Events are watched through.
+    pub events_api: EventsApi,
     /// Resume points: resource name (`events`, `pods`, `nodes`) to the resourceVersion of its last
     /// persisted [`Checkpoint`](herald_core::Checkpoint). A resource with a resume point is not
     /// listed; its watch starts from there.
@@ -200,6 +246,7 @@ impl Default for WatcherConfig {
             resources: ResourceSet::default(),
             namespace: None,
             selectors: BTreeMap::new(),
+            events_api: EventsApi::default(),
             resume: BTreeMap::new(),
             watch_timeout: Duration::from_secs(290),
             initial_sync: InitialSync::default(),
@@ -244,6 +291,15 @@ mod tests {
             "/api/v1/namespaces/shop/events"
         );
         assert_eq!(Resource::Nodes.path(Some("shop")), "/api/v1/nodes");
+        assert_eq!(EventsApi::CoreV1.path(None), "/api/v1/events");
+        assert_eq!(
+            EventsApi::EventsV1.path(Some("shop")),
+            "/apis/events.k8s.io/v1/namespaces/shop/events"
+        );
+        for api in [EventsApi::CoreV1, EventsApi::EventsV1] {
+            assert_eq!(EventsApi::parse(api.as_str()), Some(api));
+        }
+        assert_eq!(EventsApi::parse("events/v1"), None);
     }
 
     #[test]

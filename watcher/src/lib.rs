@@ -23,7 +23,9 @@ pub mod stats;
 pub mod watcher;
 
 pub use client::{ClusterClient, check_connection, client_from};
-pub use config::{InitialSync, ListStrategy, Resource, ResourceSet, Selectors, WatcherConfig};
+pub use config::{
+    EventsApi, InitialSync, ListStrategy, Resource, ResourceSet, Selectors, WatcherConfig,
+};
 pub use error::WatchError;
 pub use replay::{Replay, ReplayError};
 pub use stats::{ResourceStats, Verb, WatcherStats};

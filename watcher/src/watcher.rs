@@ -50,11 +50,11 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::{InitialSync, ListStrategy, Resource, WatcherConfig};
+use crate::config::{EventsApi, InitialSync, ListStrategy, Resource, WatcherConfig};
 use crate::decode::{self, Feed, Frame, ListDecoder, ListMeta, ObjectEvent};
 use crate::error::WatchError;
 use crate::request;
-use crate::state::event::EventState;
+use crate::state::event::{EventState, EventsV1State};
 use crate::state::node::NodeState;
 use crate::state::pod::PodState;
 use crate::state::{RecordCtx, Source, StateOptions, Tracker};
@@ -185,9 +185,14 @@ impl Watcher {
             let tx = tx.clone();
             let saved = restore.remove(&res).unwrap_or_default();
             let handle = match res {
-                Resource::Events => {
-                    tasks.spawn(run_resource(sh, res, EventState::new(opts), saved, tx))
-                }
+                Resource::Events => match sh.cfg.events_api {
+                    EventsApi::CoreV1 => {
+                        tasks.spawn(run_resource(sh, res, EventState::new(opts), saved, tx))
+                    }
+                    EventsApi::EventsV1 => {
+                        tasks.spawn(run_resource(sh, res, EventsV1State::new(opts), saved, tx))
+                    }
+                },
                 Resource::Pods => {
                     tasks.spawn(run_resource(sh, res, PodState::new(opts), saved, tx))
                 }
@@ -325,7 +330,10 @@ struct ListWatch<T> {
 
 impl<T: Tracker> ListWatch<T> {
     fn new(sh: Arc<Shared>, res: Resource, state: T, tx: mpsc::Sender<WatchItem>) -> Self {
-        let path = res.path(sh.cfg.namespace.as_deref());
+        let path = match res {
+            Resource::Events => sh.cfg.events_api.path(sh.cfg.namespace.as_deref()),
+            _ => res.path(sh.cfg.namespace.as_deref()),
+        };
         Self {
             sh,
             res,

@@ -582,3 +582,105 @@ fn event_records() {
     assert_eq!(r.node, None);
     assert_eq!(r.object.name, "kube-scheduler-kind-control-plane");
 }
+
+/// The kube-scheduler's FailedScheduling Event of `lists/troubleshoot-minikube-events-imagepull.json`
+/// (written through events.k8s.io/v1: no `count`, `series.count` 3), in the core/v1 shape.
+fn series_event() -> Value {
+    let list = fixture("lists/troubleshoot-minikube-events-imagepull.json");
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e.get("series").is_some())
+        .cloned()
+        .unwrap()
+}
+
+/// The same Event as events.k8s.io/v1 serves it (derived: the API server's field mapping
+/// `involvedObject` -> `regarding`, `message` -> `note`, `count` -> `deprecatedCount`, ...).
+fn as_events_v1(core: &Value) -> Value {
+    json!({
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": core["metadata"],
+        "regarding": core["involvedObject"],
+        "reason": core["reason"],
+        "note": core["message"],
+        "type": core["type"],
+        "eventTime": core["eventTime"],
+        "series": core["series"],
+        "action": core["action"],
+        "reportingController": core["reportingComponent"],
+        "reportingInstance": core["reportingInstance"],
+    })
+}
+
+#[test]
+fn event_series_counts_in_both_apis() {
+    let core = series_event();
+    assert_eq!(core["series"]["count"], 3);
+    assert!(core.get("count").is_none());
+    let now = ts("2023-07-11T04:50:00Z");
+    // core/v1: the count is the series count; a later heartbeat records the delta.
+    let mut st = event::EventState::new(StateOptions::default());
+    let ev: Event = typed(&core);
+    assert_eq!(event::event_count(&ev), 3);
+    assert_eq!(event::apply(&mut st, &ev, Source::List), Some(3));
+    let mut grown = core.clone();
+    grown["series"]["count"] = json!(5);
+    grown["series"]["lastObservedTime"] = json!("2023-07-11T04:48:44.000000Z");
+    assert_eq!(
+        event::apply(&mut st, &typed(&grown), Source::Modified),
+        Some(2)
+    );
+    assert_eq!(
+        event::apply(&mut st, &typed(&grown), Source::Modified),
+        None
+    );
+    // A stale `count` of 1 next to a larger series count does not hide the series.
+    let mut both = grown.clone();
+    both["count"] = json!(1);
+    assert_eq!(event::event_count(&typed(&both)), 5);
+    let r = event::record("c1", now, &typed(&grown), 2);
+    let RecordBody::Event(e) = &r.body else {
+        panic!("not an event record")
+    };
+    assert_eq!((e.count, e.count_delta), (5, 2));
+    assert_eq!(
+        e.last_timestamp,
+        Some(ts("2023-07-11T04:48:44Z")),
+        "series.lastObservedTime is the newest time"
+    );
+    assert_eq!(e.reason, "FailedScheduling");
+
+    // events.k8s.io/v1: the same object through the other API gives the same records.
+    let v1 = as_events_v1(&core);
+    let v1_grown = as_events_v1(&grown);
+    let converted = event::events_v1_to_core(&typed(&v1_grown));
+    assert_eq!(converted.involved_object.name, ev.involved_object.name);
+    assert_eq!(converted.message, ev.message);
+    let ctx_records = |st: &mut event::EventsV1State, obj: &Value, source: Source| {
+        st.apply(&typed(obj), source, "c1", now)
+    };
+    let mut v1st = event::EventsV1State::new(StateOptions::default());
+    let first = ctx_records(&mut v1st, &v1, Source::List);
+    let again = ctx_records(&mut v1st, &v1_grown, Source::Modified);
+    let repeat = ctx_records(&mut v1st, &v1_grown, Source::Modified);
+    let deltas = |rs: &[herald_core::Record]| -> Vec<(u32, u32)> {
+        rs.iter()
+            .map(|r| match &r.body {
+                RecordBody::Event(e) => (e.count, e.count_delta),
+                _ => panic!("not an event record"),
+            })
+            .collect()
+    };
+    assert_eq!(deltas(&first), vec![(3, 3)]);
+    assert_eq!(deltas(&again), vec![(5, 2)]);
+    assert!(repeat.is_empty());
+    assert_eq!(v1st.inner().len(), 1);
+    let RecordBody::Event(e) = &again[0].body else {
+        panic!()
+    };
+    assert_eq!(e.message, core["message"].as_str().unwrap());
+    assert_eq!(e.source.component.as_deref(), Some("default-scheduler"));
+}

@@ -9,6 +9,7 @@ use herald_core::{
     EventRecord, EventSource, ObjectKind, ObjectRef, Record, RecordBody, RecordId, Timestamp,
 };
 use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::events::v1::Event as EventV1;
 
 use super::{FirstSight, RecordCtx, Source, StateOptions, Tracker, non_empty, object_key};
 
@@ -56,13 +57,21 @@ impl EventState {
     }
 }
 
-/// The occurrence count of an Event: `count`, else `series.count`, at least 1.
+/// The occurrence count of an Event: the larger of `count` and `series.count` (an Event written
+/// through events.k8s.io/v1 counts its repeats in `series` and may carry `count` 0 or 1), at
+/// least 1.
 pub fn event_count(ev: &Event) -> u32 {
-    ev.count
-        .or_else(|| ev.series.as_ref().and_then(|s| s.count))
-        .and_then(|c| u32::try_from(c).ok())
-        .unwrap_or(1)
-        .max(1)
+    let count = ev.count.unwrap_or(0);
+    let series = ev.series.as_ref().and_then(|s| s.count).unwrap_or(0);
+    u32::try_from(count.max(series)).unwrap_or(0).max(1)
+}
+
+/// The newest of two optional instants.
+fn newest(a: Option<jiff::Timestamp>, b: Option<jiff::Timestamp>) -> Option<jiff::Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Applies an Event seen in a list or an ADDED/MODIFIED event. Returns the number of new
@@ -128,17 +137,14 @@ pub fn record(cluster: &str, now: Timestamp, ev: &Event, count_delta: u32) -> Re
         .or_else(|| (object.kind == ObjectKind::Node).then(|| object.name.clone()));
     let event_time = ev.event_time.as_ref().map(|t| t.0);
     let first_timestamp = ev.first_timestamp.as_ref().map(|t| t.0).or(event_time);
-    let last_timestamp = ev
-        .last_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .or_else(|| {
-            ev.series
-                .as_ref()
-                .and_then(|s| s.last_observed_time.as_ref())
-                .map(|t| t.0)
-        })
-        .or(event_time);
+    let last_timestamp = newest(
+        ev.last_timestamp.as_ref().map(|t| t.0),
+        ev.series
+            .as_ref()
+            .and_then(|s| s.last_observed_time.as_ref())
+            .map(|t| t.0),
+    )
+    .or(event_time);
     Record {
         id: RecordId::UNASSIGNED,
         cluster: cluster.to_string(),
@@ -210,5 +216,105 @@ impl Tracker for EventState {
         let entry: u32 = super::decode_entry(bytes)?;
         self.counts.insert(key, entry);
         Ok(())
+    }
+}
+
+/// An events.k8s.io/v1 Event in the core/v1 shape, field for field as the API server converts
+/// between the two (`regarding` -> `involvedObject`, `note` -> `message`, `deprecated*` ->
+/// `count`/`source`/`firstTimestamp`/`lastTimestamp`, `reportingController` ->
+/// `reportingComponent`, `series` kept).
+pub fn events_v1_to_core(ev: &EventV1) -> Event {
+    Event {
+        metadata: ev.metadata.clone(),
+        involved_object: ev.regarding.clone().unwrap_or_default(),
+        related: ev.related.clone(),
+        reason: ev.reason.clone(),
+        message: ev.note.clone(),
+        type_: ev.type_.clone(),
+        action: ev.action.clone(),
+        count: ev.deprecated_count,
+        first_timestamp: ev.deprecated_first_timestamp.clone(),
+        last_timestamp: ev.deprecated_last_timestamp.clone(),
+        source: ev.deprecated_source.clone(),
+        event_time: ev.event_time.clone(),
+        reporting_component: ev.reporting_controller.clone(),
+        reporting_instance: ev.reporting_instance.clone(),
+        series: ev
+            .series
+            .as_ref()
+            .map(|s| k8s_openapi::api::core::v1::EventSeries {
+                count: Some(s.count),
+                last_observed_time: Some(s.last_observed_time.clone()),
+            }),
+    }
+}
+
+/// The Event state when Events are watched through events.k8s.io/v1: each object is converted
+/// with [`events_v1_to_core`] and handled exactly as a core/v1 Event (same keys, same counts,
+/// same persisted state, so switching APIs keeps the state).
+#[derive(Debug, Default)]
+pub struct EventsV1State(EventState);
+
+impl EventsV1State {
+    /// An empty state.
+    pub fn new(opts: StateOptions) -> Self {
+        Self(EventState::new(opts))
+    }
+
+    /// The core/v1 state inside.
+    pub fn inner(&self) -> &EventState {
+        &self.0
+    }
+
+    /// Applies an events.k8s.io/v1 Event seen from `source`: the records of its new
+    /// occurrences (none when its count did not grow).
+    pub fn apply(
+        &mut self,
+        ev: &EventV1,
+        source: Source,
+        cluster: &str,
+        now: Timestamp,
+    ) -> Vec<Record> {
+        Tracker::apply(self, ev, source, &RecordCtx { cluster, now })
+    }
+}
+
+impl Tracker for EventsV1State {
+    type Object = EventV1;
+
+    fn key(obj: &EventV1) -> Option<String> {
+        object_key(&obj.metadata)
+    }
+
+    fn set_listed(&mut self) {
+        self.0.set_listed();
+    }
+
+    fn apply(&mut self, obj: &EventV1, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
+        self.0.apply(&events_v1_to_core(obj), source, ctx)
+    }
+
+    fn delete(&mut self, obj: &EventV1, ctx: &RecordCtx<'_>) -> Vec<Record> {
+        Tracker::delete(&mut self.0, &events_v1_to_core(obj), ctx)
+    }
+
+    fn remove_unlisted(&mut self, listed: &HashSet<String>, ctx: &RecordCtx<'_>) -> Vec<Record> {
+        self.0.remove_unlisted(listed, ctx)
+    }
+
+    fn len(&self) -> usize {
+        Tracker::len(&self.0)
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.0.keys()
+    }
+
+    fn export(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.export(key)
+    }
+
+    fn import(&mut self, key: String, bytes: &[u8]) -> Result<(), String> {
+        self.0.import(key, bytes)
     }
 }

@@ -1,0 +1,465 @@
+//! `herald bench ingest`: records per second through the watcher's decode -> transition
+//! detection -> persistence pipeline, on one CPU, next to plain JSON decoding of the same watch
+//! stream.
+//!
+//! The stream is real simulator output: a scale cluster is populated, its objects are taken as
+//! the initial list, then the churner makes `--changes` realistic changes (container restarts,
+//! readiness flips, pods replaced by their controllers, Warning/Normal events with repeats
+//! aggregated, node heartbeats) and the watch lines a watch from before the churn would receive
+//! are collected, byte for byte as the HTTP watch sends them. The pipeline is
+//! [`herald_watcher::Replay`] (the live watch loop's line parsing, decoding and transition
+//! detection) feeding a fresh store as the service does: every record appended, changed compact
+//! states and checkpoints written, the store flushed at the end. The baselines decode the same
+//! lines with serde_json into `serde_json::Value` and into k8s-openapi's typed `WatchEvent<T>`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use herald_core::Timestamp;
+use herald_sim::{ChurnSpec, Resource as SimResource, ScaleSpec, SimConfig, Simulator};
+use herald_store::Store;
+use herald_watcher::{Replay, Resource, WatchItem};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::WatchEvent;
+use serde::Serialize;
+
+use super::proc::{self, mb};
+
+/// Target: the pipeline's events per second, at least this fraction of plain decoding's.
+const TARGET_FRACTION: f64 = 0.5;
+
+/// `herald bench ingest`.
+#[derive(Debug, Args)]
+pub struct IngestBenchArgs {
+    /// Nodes of the simulated cluster.
+    #[arg(long, default_value_t = 500)]
+    pub nodes: usize,
+    /// Pods of the simulated cluster.
+    #[arg(long, default_value_t = 10_000)]
+    pub pods: usize,
+    /// Changes the churner makes (the watch stream has about one line per change, two for a
+    /// replaced pod).
+    #[arg(long, default_value_t = 50_000)]
+    pub changes: u64,
+    /// Seed of the cluster and the churn.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Rounds of each measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// Print the figures as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The watch lines of one resource and its initial list.
+struct Stream {
+    res: Resource,
+    seed: Vec<Vec<u8>>,
+    seed_rv: String,
+    lines: Vec<Bytes>,
+}
+
+#[derive(Debug, Serialize)]
+struct Rate {
+    what: String,
+    seconds: f64,
+    events_per_sec: f64,
+    mb_per_sec: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records_per_sec: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Breakdown {
+    decode_and_transitions: f64,
+    append_records: f64,
+    states_and_checkpoints: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    cluster_nodes: usize,
+    cluster_pods: usize,
+    changes: u64,
+    watch_events: u64,
+    watch_bytes: u64,
+    events_by_resource: Vec<(String, u64)>,
+    records: u64,
+    states_written: u64,
+    checkpoints_written: u64,
+    /// Of the pipeline's last round: seconds in decode + transitions, appending records, and
+    /// writing states and checkpoints (the rest is the final flush).
+    breakdown_seconds: Breakdown,
+    store_bytes: u64,
+    pinned_cpu: usize,
+    rounds: u32,
+    decode_value: Rate,
+    decode_typed: Rate,
+    transitions_only: Rate,
+    pipeline: Rate,
+    ratio_to_value: f64,
+    ratio_to_typed: f64,
+    target_met: bool,
+    machine: String,
+}
+
+/// Runs the benchmark (synchronously, on the calling thread, pinned to one CPU).
+pub fn run(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let say = |s: String| {
+        if !args.json {
+            eprintln!("bench ingest: {s}");
+        }
+    };
+    say(format!(
+        "populating {} nodes, {} pods; {} changes",
+        args.nodes, args.pods, args.changes
+    ));
+    let streams = record_streams(&args)?;
+    let machine = super::watch::machine();
+    let cpu = proc::pin_to_one_cpu()?;
+    let events: u64 = streams.iter().map(|s| s.lines.len() as u64).sum();
+    let bytes: u64 = streams
+        .iter()
+        .flat_map(|s| s.lines.iter())
+        .map(|l| l.len() as u64)
+        .sum();
+    say(format!(
+        "{events} watch events ({}); pinned to CPU {cpu}; {} rounds",
+        mb(bytes),
+        args.rounds
+    ));
+
+    let mut value = Vec::new();
+    let mut typed = Vec::new();
+    let mut pipe = Vec::new();
+    let mut trans = Vec::new();
+    let mut last = None;
+    for _ in 0..args.rounds {
+        value.push(time(|| decode_value(&streams))?);
+        typed.push(time(|| decode_typed(&streams))?);
+        let now = Timestamp::now();
+        let mut replays = seeded(&streams, now)?;
+        trans.push(time(|| Ok(transitions_only(&streams, &mut replays, now)))?);
+        let (secs, counts) = pipeline(&streams)?;
+        pipe.push(secs);
+        last = Some(counts);
+    }
+    let counts = last.context("no round ran")?;
+    let rate = |what: &str, secs: f64, records: Option<u64>| Rate {
+        what: what.to_string(),
+        seconds: secs,
+        events_per_sec: events as f64 / secs,
+        mb_per_sec: bytes as f64 / 1e6 / secs,
+        records_per_sec: records.map(|r| r as f64 / secs),
+    };
+    let decode_value = rate("serde_json::Value", median(value), None);
+    let decode_typed = rate("k8s-openapi WatchEvent<T>", median(typed), None);
+    let transitions = rate("decode -> transitions (no store)", median(trans), None);
+    let pipeline = rate(
+        "decode -> transitions -> store",
+        median(pipe),
+        Some(counts.records),
+    );
+    let ratio_to_value = pipeline.events_per_sec / decode_value.events_per_sec;
+    let ratio_to_typed = pipeline.events_per_sec / decode_typed.events_per_sec;
+    let report = Report {
+        cluster_nodes: args.nodes,
+        cluster_pods: args.pods,
+        changes: args.changes,
+        watch_events: events,
+        watch_bytes: bytes,
+        events_by_resource: streams
+            .iter()
+            .map(|s| (s.res.to_string(), s.lines.len() as u64))
+            .collect(),
+        records: counts.records,
+        states_written: counts.states,
+        checkpoints_written: counts.checkpoints,
+        breakdown_seconds: Breakdown {
+            decode_and_transitions: counts.decode_secs,
+            append_records: counts.record_secs,
+            states_and_checkpoints: counts.position_secs,
+        },
+        store_bytes: counts.store_bytes,
+        pinned_cpu: cpu,
+        rounds: args.rounds,
+        target_met: ratio_to_value >= TARGET_FRACTION && ratio_to_typed >= TARGET_FRACTION,
+        decode_value,
+        decode_typed,
+        transitions_only: transitions,
+        pipeline,
+        ratio_to_value,
+        ratio_to_typed,
+        machine,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Populates the simulator, takes the initial lists, churns, and collects the watch lines.
+fn record_streams(args: &IngestBenchArgs) -> anyhow::Result<Vec<Stream>> {
+    let sim = Simulator::new(SimConfig {
+        history_limit: usize::try_from(args.changes.saturating_mul(3).max(1000))
+            .unwrap_or(usize::MAX),
+        ..SimConfig::default()
+    });
+    sim.populate(&ScaleSpec {
+        nodes: args.nodes,
+        pods: args.pods,
+        namespaces: (args.pods / 1000).clamp(2, 200),
+        seed: args.seed,
+        now: None,
+    })
+    .context("cannot populate the simulator")?;
+    let rv = sim.resource_version();
+    let resources = [
+        (Resource::Pods, SimResource::Pods),
+        (Resource::Events, SimResource::Events),
+        (Resource::Nodes, SimResource::Nodes),
+    ];
+    let mut seeds = Vec::new();
+    for (_, sr) in resources {
+        let items = sim
+            .list(sr, None)
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()?;
+        seeds.push(items);
+    }
+    let mut churner = sim.churner(&ChurnSpec {
+        seed: args.seed,
+        ..ChurnSpec::default()
+    });
+    for _ in 0..args.changes {
+        churner.step().context("churn step failed")?;
+    }
+    let mut out = Vec::new();
+    for ((res, sr), seed) in resources.into_iter().zip(seeds) {
+        out.push(Stream {
+            res,
+            seed,
+            seed_rv: rv.to_string(),
+            lines: sim
+                .watch_lines(sr, rv)
+                .with_context(|| format!("cannot read the {res} watch history"))?,
+        });
+    }
+    Ok(out)
+}
+
+fn time(f: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let n = f()?;
+    std::hint::black_box(n);
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn decode_value(streams: &[Stream]) -> anyhow::Result<u64> {
+    let mut n = 0u64;
+    for s in streams {
+        for l in &s.lines {
+            let v: serde_json::Value = serde_json::from_slice(l)?;
+            n += u64::from(v.is_object());
+        }
+    }
+    Ok(n)
+}
+
+fn decode_typed(streams: &[Stream]) -> anyhow::Result<u64> {
+    fn each<T: serde::de::DeserializeOwned>(lines: &[Bytes]) -> anyhow::Result<u64> {
+        let mut n = 0u64;
+        for l in lines {
+            let ev: WatchEvent<T> = serde_json::from_slice(l)?;
+            n += u64::from(!matches!(ev, WatchEvent::ErrorStatus(_)));
+        }
+        Ok(n)
+    }
+    let mut n = 0u64;
+    for s in streams {
+        n += match s.res {
+            Resource::Pods => each::<Pod>(&s.lines)?,
+            Resource::Events => each::<Event>(&s.lines)?,
+            Resource::Nodes => each::<Node>(&s.lines)?,
+        };
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    records: u64,
+    states: u64,
+    checkpoints: u64,
+    store_bytes: u64,
+    /// Seconds in decode + transition detection.
+    decode_secs: f64,
+    /// Seconds appending records.
+    record_secs: f64,
+    /// Seconds writing states and checkpoints.
+    position_secs: f64,
+}
+
+/// One timed pass of the pipeline over every stream, into a fresh store.
+fn pipeline(streams: &[Stream]) -> anyhow::Result<(f64, Counts)> {
+    let dir = std::env::temp_dir().join(format!(
+        "herald-bench-ingest-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    let result = pipeline_in(streams, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// One timed pass of decode + transition detection only (what the pipeline does before it
+/// persists anything).
+fn transitions_only(streams: &[Stream], replays: &mut [Replay], now: Timestamp) -> u64 {
+    let mut items = 0u64;
+    for (s, r) in streams.iter().zip(replays.iter_mut()) {
+        for line in &s.lines {
+            items += r.apply_line(line, now).len() as u64;
+        }
+    }
+    items
+}
+
+fn seeded(streams: &[Stream], now: Timestamp) -> anyhow::Result<Vec<Replay>> {
+    let mut replays = Vec::new();
+    for s in streams {
+        let mut r = Replay::new(s.res, "bench", true, 100);
+        for obj in &s.seed {
+            r.seed(obj, now)?;
+        }
+        r.finish_seed(&s.seed_rv);
+        replays.push(r);
+    }
+    Ok(replays)
+}
+
+fn pipeline_in(streams: &[Stream], dir: &std::path::Path) -> anyhow::Result<(f64, Counts)> {
+    let store = Store::open(dir).context("cannot open the bench store")?;
+    let now = Timestamp::now();
+    let mut replays = seeded(streams, now)?;
+    let mut c = Counts::default();
+    let started = Instant::now();
+    for (s, r) in streams.iter().zip(replays.iter_mut()) {
+        for line in &s.lines {
+            let t = Instant::now();
+            let items = r.apply_line(line, now);
+            c.decode_secs += t.elapsed().as_secs_f64();
+            for item in items {
+                persist(&store, item, &mut c)?;
+            }
+        }
+        for item in r.flush() {
+            persist(&store, item, &mut c)?;
+        }
+    }
+    store.flush_sync()?;
+    let secs = started.elapsed().as_secs_f64();
+    drop(store);
+    std::thread::sleep(Duration::from_millis(50));
+    c.store_bytes = proc::dir_size(dir);
+    Ok((secs, c))
+}
+
+fn persist(store: &Store, item: WatchItem, c: &mut Counts) -> anyhow::Result<()> {
+    match item {
+        WatchItem::Record(mut r) => {
+            let t = Instant::now();
+            store.append_record(&mut r)?;
+            c.record_secs += t.elapsed().as_secs_f64();
+            c.records += 1;
+        }
+        WatchItem::States { resource, states } => {
+            let t = Instant::now();
+            c.states += states.len() as u64;
+            store.put_watch_states(&resource, &states)?;
+            c.position_secs += t.elapsed().as_secs_f64();
+        }
+        WatchItem::Checkpoint(cp) => {
+            let t = Instant::now();
+            store.put_checkpoint(&cp)?;
+            c.position_secs += t.elapsed().as_secs_f64();
+            c.checkpoints += 1;
+        }
+        WatchItem::Synced { .. } => {}
+    }
+    Ok(())
+}
+
+fn print_text(r: &Report) {
+    println!(
+        "stream: {} watch events ({}) from {} changes to {} nodes / {} pods; {}",
+        r.watch_events,
+        mb(r.watch_bytes),
+        r.changes,
+        r.cluster_nodes,
+        r.cluster_pods,
+        r.events_by_resource
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "machine: {}; pinned to CPU {}; median of {} rounds",
+        r.machine, r.pinned_cpu, r.rounds
+    );
+    println!();
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(["", "seconds", "events/s", "MB/s", "records/s"]);
+    for rate in [
+        &r.decode_value,
+        &r.decode_typed,
+        &r.transitions_only,
+        &r.pipeline,
+    ] {
+        table.add_row([
+            rate.what.clone(),
+            format!("{:.3}", rate.seconds),
+            format!("{:.0}", rate.events_per_sec),
+            format!("{:.1}", rate.mb_per_sec),
+            rate.records_per_sec
+                .map_or_else(String::new, |x| format!("{x:.0}")),
+        ]);
+    }
+    println!("{table}");
+    println!();
+    println!(
+        "pipeline: {} records, {} states and {} checkpoints written, store {}",
+        r.records,
+        r.states_written,
+        r.checkpoints_written,
+        mb(r.store_bytes)
+    );
+    println!(
+        "pipeline time: {:.3}s decode + transitions, {:.3}s appending records, {:.3}s states + checkpoints",
+        r.breakdown_seconds.decode_and_transitions,
+        r.breakdown_seconds.append_records,
+        r.breakdown_seconds.states_and_checkpoints
+    );
+    println!(
+        "[{}] pipeline >= 1/2 of plain decoding: {:.2} of serde_json::Value, {:.2} of typed WatchEvent",
+        if r.target_met { "met" } else { "MISSED" },
+        r.ratio_to_value,
+        r.ratio_to_typed
+    );
+}
