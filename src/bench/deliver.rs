@@ -170,7 +170,14 @@ async fn bench(args: &DeliverBenchArgs, work: &Path) -> anyhow::Result<Report> {
             "throughput: {} messages through the outbox on {channels} channel(s)",
             args.messages
         ));
-        throughput.push(outbox_throughput(args.messages, channels, &work.join(format!("outbox-{channels}"))).await?);
+        throughput.push(
+            outbox_throughput(
+                args.messages,
+                channels,
+                &work.join(format!("outbox-{channels}")),
+            )
+            .await?,
+        );
         if args.channels <= 1 {
             break;
         }
@@ -209,8 +216,7 @@ async fn latency(args: &DeliverBenchArgs, dir: &Path) -> anyhow::Result<Latency>
     let text = format!(
         "cluster: bench\nlisten: 127.0.0.1:0\nwatch: {{ events: false }}\nchannels:\n  hook:\n    type: webhook\n    url: {{ value: \"{hook}\" }}\nsubscriptions:\n  - name: bench\n    channels: [hook]\n    match: {{ rules: [OOMKilled] }}\n"
     );
-    let mut config =
-        Config::parse(&dir.join("herald.yaml"), &text).map_err(|e| anyhow!("{e}"))?;
+    let mut config = Config::parse(&dir.join("herald.yaml"), &text).map_err(|e| anyhow!("{e}"))?;
     config.general.kubeconfig = Some(kubeconfig.clone());
     let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();
@@ -407,7 +413,9 @@ fn print_text(r: &Report) {
         r.target_p99_ms,
         if r.target_met { "met" } else { "NOT met" }
     );
-    println!("outbox throughput (persisted attempts, flushed before each send and after each delivery):");
+    println!(
+        "outbox throughput (persisted attempts, flushed before each send and after each delivery):"
+    );
     for t in &r.throughput {
         println!(
             "  {} messages on {} channel(s): {:.2} s, {:.0} messages/s",
