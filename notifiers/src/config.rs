@@ -593,6 +593,35 @@ subscriptions:
     }
 
     #[test]
+    fn relative_files_resolve_against_the_config_directory() {
+        let mut f = parse(
+            "channels:\n  m: { type: email, host: h, from: a@b.c, to: [d@e.f], ca_file: ca.pem, username: u, password: { file: pw } }\n  d: { type: dingtalk, url: { file: /abs/url }, secret: { file: s/secret } }\n",
+        );
+        for c in f.channels.values_mut() {
+            c.relative_to(std::path::Path::new("/etc/herald"));
+        }
+        let ChannelConfig::Email(m) = &f.channels["m"] else {
+            panic!("email");
+        };
+        assert_eq!(
+            m.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/herald/ca.pem"))
+        );
+        assert_eq!(
+            m.password,
+            Some(crate::Secret::File("/etc/herald/pw".into()))
+        );
+        let ChannelConfig::DingTalk(d) = &f.channels["d"] else {
+            panic!("dingtalk");
+        };
+        assert_eq!(d.url, crate::Secret::File("/abs/url".into()));
+        assert_eq!(
+            d.secret,
+            Some(crate::Secret::File("/etc/herald/s/secret".into()))
+        );
+    }
+
+    #[test]
     fn issue_display_has_position() {
         let i = ConfigIssue::new("x".into(), None, "bad");
         assert_eq!(i.to_string(), "x: bad");
