@@ -389,11 +389,18 @@ impl SignalRule {
             g.count += sig.weight;
         }
         if sig.weight > 0 {
-            g.hits.push_back((at, sig.weight));
-            if g.hits.len() > MAX_HITS {
-                g.hits.pop_front();
-            }
             g.first = g.first.min(at);
+            if !g.armed {
+                g.hits.push_back((at, sig.weight));
+                // Hits more than `window` before the newest can share a window only with late
+                // records from before them; below the threshold that keeps the list short.
+                let newest = g.hits.iter().map(|h| h.0).max().unwrap_or(at);
+                let horizon = newest.saturating_sub(self.spec.window).unwrap_or(newest);
+                g.hits.retain(|h| h.0 >= horizon);
+                if g.hits.len() > MAX_HITS {
+                    g.hits.pop_front();
+                }
+            }
         }
         g.last = g.last.max(at);
         if record.id != RecordId::UNASSIGNED
