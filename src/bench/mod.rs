@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+mod classify;
 mod deliver;
 mod ingest;
 mod proc;
@@ -33,6 +34,9 @@ pub enum BenchCommand {
     /// End-to-end latency (simulator change -> webhook received) p50/p99 with grouping
     /// disabled, and messages per second through the durable outbox to a local receiver.
     Deliver(deliver::DeliverBenchArgs),
+    /// Records per second through the classifier with 50 rules (built-ins + generated YAML
+    /// rules) on one core, with a realistic record mix.
+    Classify(classify::ClassifyBenchArgs),
     /// (internal) The baseline of `bench watch`: kube-runtime reflectors holding full objects.
     #[command(hide = true)]
     Reflector(reflector::ReflectorArgs),
@@ -43,6 +47,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Watch(a) => watch::run(a).await,
         BenchCommand::Ingest(a) => ingest::run(a),
+        BenchCommand::Classify(a) => classify::run(a),
         BenchCommand::Deliver(a) => deliver::run(a).await,
         BenchCommand::Reflector(a) => reflector::run(a).await,
     }
