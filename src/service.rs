@@ -29,6 +29,9 @@ use crate::cli::{RunArgs, default_data_dir};
 use crate::config::Config;
 use crate::query;
 
+/// Watch items persisted together at most (group commit of what is queued).
+const BATCH_ITEMS: usize = 256;
+
 /// Everything the service needs to start.
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
@@ -247,7 +250,15 @@ pub async fn run_service(
             _ = shutdown.cancelled() => break Ok(()),
             item = rx.recv() => match item {
                 Some(item) => {
-                    if let Err(e) = pipeline.handle(item) {
+                    // Group commit: what is already queued is persisted together.
+                    let mut batch = vec![item];
+                    while batch.len() < BATCH_ITEMS {
+                        match rx.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = pipeline.handle_batch(batch) {
                         break Err(e);
                     }
                 }
@@ -320,37 +331,52 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn handle(&mut self, item: WatchItem) -> anyhow::Result<()> {
-        match item {
-            WatchItem::Record(mut record) => {
-                self.store
-                    .append_record(&mut record)
-                    .context("cannot persist a record")?;
-                self.stats.records.fetch_add(1, Ordering::Relaxed);
-                self.metrics
-                    .records
-                    .get_or_create(&KindLabel {
-                        kind: record.kind_name().to_string(),
-                    })
-                    .inc();
-                tracing::debug!(id = record.id.0, object = %record.object, what = %record.describe(), "record");
-                for change in self.classifier.apply(&record, Timestamp::now()) {
-                    self.on_change(change)?;
+    /// Handles watch items that arrived together: every record is persisted first, in one
+    /// transaction (a group commit), then each is classified in order; states, checkpoints and
+    /// sync notices follow in their order, so a checkpoint is stored after every record it
+    /// covers and a resource's states before its checkpoint.
+    fn handle_batch(&mut self, items: Vec<WatchItem>) -> anyhow::Result<()> {
+        let mut records = Vec::new();
+        let mut rest = Vec::new();
+        for item in items {
+            match item {
+                WatchItem::Record(r) => records.push(r),
+                other => rest.push(other),
+            }
+        }
+        self.store
+            .append_records(&mut records)
+            .context("cannot persist a record")?;
+        for record in &records {
+            self.stats.records.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .records
+                .get_or_create(&KindLabel {
+                    kind: record.kind_name().to_string(),
+                })
+                .inc();
+            tracing::debug!(id = record.id.0, object = %record.object, what = %record.describe(), "record");
+            for change in self.classifier.apply(record, Timestamp::now()) {
+                self.on_change(change)?;
+            }
+        }
+        for item in rest {
+            match item {
+                WatchItem::Record(_) => {}
+                WatchItem::States { resource, states } => {
+                    self.store
+                        .put_watch_states(&resource, &states)
+                        .context("cannot persist the watch state")?;
                 }
-            }
-            WatchItem::States { resource, states } => {
-                self.store
-                    .put_watch_states(&resource, &states)
-                    .context("cannot persist the watch state")?;
-            }
-            WatchItem::Checkpoint(cp) => {
-                self.store
-                    .put_checkpoint(&cp)
-                    .context("cannot persist a checkpoint")?;
-            }
-            WatchItem::Synced { resource } => {
-                tracing::info!(%resource, "initial sync done");
-                self.stats.synced.fetch_add(1, Ordering::Relaxed);
+                WatchItem::Checkpoint(cp) => {
+                    self.store
+                        .put_checkpoint(&cp)
+                        .context("cannot persist a checkpoint")?;
+                }
+                WatchItem::Synced { resource } => {
+                    tracing::info!(%resource, "initial sync done");
+                    self.stats.synced.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         Ok(())

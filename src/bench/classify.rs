@@ -340,7 +340,7 @@ fn failure(rng: &mut XorShift, pods: &[Record]) -> Option<Record> {
             r.owner = None;
             r.body = RecordBody::Node(NodeTransition {
                 change: NodeChange::ConditionChanged {
-                    condition: if rng.next() % 2 == 0 { "Ready" } else { "MemoryPressure" }
+                    condition: if rng.next().is_multiple_of(2) { "Ready" } else { "MemoryPressure" }
                         .into(),
                     from: Some("True".into()),
                     to: "False".into(),

@@ -805,3 +805,35 @@ fn object_keys_with_separator_bytes_stay_apart() {
         assert_eq!(got[0].object.name, name);
     }
 }
+
+#[test]
+fn append_records_is_one_group_commit_with_the_same_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut single = pod_record("shop", "cart-1", t(10));
+    let first = store.append_record(&mut single).unwrap();
+    let mut group = vec![
+        pod_record("shop", "cart-1", t(11)),
+        node_record("node-a", t(12)),
+        pod_record("shop", "cart-2", t(13)),
+    ];
+    store.append_records(&mut group).unwrap();
+    let ids: Vec<u64> = group.iter().map(|r| r.id.0).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+    assert!(ids[0] > first.0);
+    for r in &group {
+        assert_eq!(store.record(r.id).unwrap().as_ref(), Some(r));
+    }
+    let cart1 = store
+        .records_for_object(&ObjectKind::Pod, "shop/cart-1", &TimeQuery::default())
+        .unwrap();
+    assert_eq!(times(&cart1), vec![t(10), t(11)]);
+    let all = store.records_between(&TimeQuery::default()).unwrap();
+    assert_eq!(times(&all), vec![t(10), t(11), t(12), t(13)]);
+    // An empty group writes nothing.
+    store.append_records(&mut []).unwrap();
+    assert_eq!(
+        store.records_between(&TimeQuery::default()).unwrap().len(),
+        4
+    );
+}

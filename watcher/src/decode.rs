@@ -16,20 +16,23 @@
 
 use std::fmt;
 
+use k8s_openapi::Metadata;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::error::one_line;
 
-/// One line of a watch stream.
+/// One line of a watch stream, for objects of type `O`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Frame {
-    /// `ADDED`, `MODIFIED` or `DELETED`, with the raw object.
+pub(crate) enum Frame<O> {
+    /// `ADDED`, `MODIFIED` or `DELETED`, with the object.
     Object {
         /// The event type.
         kind: ObjectEvent,
-        /// The object, undecoded.
-        object: Value,
+        /// The object: decoded, or raw when it did not decode as `O` (then [`decode_payload`]
+        /// says why, with what is readable of its identity).
+        object: Payload<O>,
     },
     /// `BOOKMARK`: only a resourceVersion (and, in a streaming list, the end of the initial
     /// events).
@@ -96,9 +99,93 @@ pub(crate) struct Malformed {
     pub error: String,
 }
 
-/// Parses one watch stream line. `Err` carries the JSON error of a line that is not a watch
-/// event at all.
-pub(crate) fn parse_frame(line: &[u8]) -> Result<Frame, String> {
+/// The object of a watch event.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Payload<O> {
+    /// Decoded in the same pass as the line (the fast path: no intermediate `Value`).
+    Typed(O),
+    /// Kept as JSON because it did not decode as `O`.
+    Raw(Value),
+}
+
+impl<O: Metadata<Ty = ObjectMeta>> Payload<O> {
+    /// `metadata.resourceVersion`, when set.
+    pub fn resource_version(&self) -> Option<String> {
+        match self {
+            Payload::Typed(o) => o
+                .metadata()
+                .resource_version
+                .clone()
+                .filter(|s| !s.is_empty()),
+            Payload::Raw(v) => resource_version(v),
+        }
+    }
+}
+
+/// The object of a payload, or why it is unusable (wrong types, no name).
+pub(crate) fn decode_payload<O: DeserializeOwned + Metadata<Ty = ObjectMeta>>(
+    p: Payload<O>,
+) -> Result<O, Malformed> {
+    match p {
+        Payload::Typed(o) => {
+            let m = o.metadata();
+            if m.name.as_deref().is_none_or(str::is_empty) {
+                return Err(Malformed {
+                    identity: Identity {
+                        kind: Some(O::KIND.to_string()),
+                        namespace: m.namespace.clone(),
+                        name: None,
+                    },
+                    error: "metadata.name is missing".to_string(),
+                });
+            }
+            Ok(o)
+        }
+        Payload::Raw(v) => decode(v),
+    }
+}
+
+/// A watch event decoded in one pass.
+#[derive(serde::Deserialize)]
+struct TypedEvent<O> {
+    #[serde(rename = "type")]
+    type_: String,
+    object: O,
+}
+
+/// Parses one watch stream line. An event whose object decodes as `O` is decoded in one pass
+/// (no intermediate `Value`); anything else (a `Status`, an object with wrong types) goes
+/// through `Value`, so that errors keep what is readable. `Err` carries the JSON error of a line
+/// that is not a watch event at all.
+pub(crate) fn parse_frame<O: DeserializeOwned + Metadata<Ty = ObjectMeta>>(
+    line: &[u8],
+) -> Result<Frame<O>, String> {
+    if let Ok(ev) = serde_json::from_slice::<TypedEvent<O>>(line) {
+        let kind = match ev.type_.as_str() {
+            "ADDED" => Some(ObjectEvent::Added),
+            "MODIFIED" => Some(ObjectEvent::Modified),
+            "DELETED" => Some(ObjectEvent::Deleted),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            return Ok(Frame::Object {
+                kind,
+                object: Payload::Typed(ev.object),
+            });
+        }
+        if ev.type_ == "BOOKMARK" {
+            let m = ev.object.metadata();
+            return Ok(Frame::Bookmark {
+                resource_version: m.resource_version.clone().filter(|s| !s.is_empty()),
+                initial_events_end: m
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("k8s.io/initial-events-end"))
+                    .map(String::as_str)
+                    == Some("true"),
+            });
+        }
+    }
     let mut v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     if v.get("kind").and_then(Value::as_str) == Some("Status") && v.get("type").is_none() {
         return Ok(status_frame(&v));
@@ -110,15 +197,15 @@ pub(crate) fn parse_frame(line: &[u8]) -> Result<Frame, String> {
     Ok(match kind.as_str() {
         "ADDED" => Frame::Object {
             kind: ObjectEvent::Added,
-            object,
+            object: Payload::Raw(object),
         },
         "MODIFIED" => Frame::Object {
             kind: ObjectEvent::Modified,
-            object,
+            object: Payload::Raw(object),
         },
         "DELETED" => Frame::Object {
             kind: ObjectEvent::Deleted,
-            object,
+            object: Payload::Raw(object),
         },
         "BOOKMARK" => Frame::Bookmark {
             resource_version: resource_version(&object),
@@ -132,7 +219,7 @@ pub(crate) fn parse_frame(line: &[u8]) -> Result<Frame, String> {
     })
 }
 
-fn status_frame(status: &Value) -> Frame {
+fn status_frame<O>(status: &Value) -> Frame<O> {
     let text = |k: &str| {
         status
             .get(k)
@@ -1295,7 +1382,7 @@ mod tests {
 
     #[test]
     fn frames() {
-        let f = parse_frame(
+        let f = parse_frame::<Pod>(
             br#"{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"12"}}}"#,
         )
         .unwrap();
@@ -1306,7 +1393,7 @@ mod tests {
                 initial_events_end: false,
             }
         );
-        let f = parse_frame(
+        let f = parse_frame::<Pod>(
             br#"{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"13","annotations":{"k8s.io/initial-events-end":"true"}}}}"#,
         )
         .unwrap();
@@ -1317,7 +1404,7 @@ mod tests {
                 initial_events_end: true,
             }
         );
-        let f = parse_frame(br#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#).unwrap();
+        let f = parse_frame::<Pod>(br#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#).unwrap();
         assert_eq!(
             f,
             Frame::Error {
@@ -1326,8 +1413,39 @@ mod tests {
                 message: "too old".into()
             }
         );
-        assert!(parse_frame(b"{not json").is_err());
-        assert!(parse_frame(b"{\"object\":{}}").is_err());
+        assert!(parse_frame::<Pod>(b"{not json").is_err());
+        assert!(parse_frame::<Pod>(b"{\"object\":{}}").is_err());
+        // Objects decode in one pass; objects with wrong types stay raw (their identity is
+        // readable for the error message).
+        let f = parse_frame::<Pod>(
+            br#"{"type":"MODIFIED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"n","resourceVersion":"14"}}}"#,
+        )
+        .unwrap();
+        let Frame::Object { kind, object } = f else {
+            panic!("not an object frame")
+        };
+        assert_eq!(kind, ObjectEvent::Modified);
+        assert!(matches!(object, Payload::Typed(_)));
+        assert_eq!(object.resource_version().as_deref(), Some("14"));
+        let f = parse_frame::<Pod>(
+            br#"{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"b","namespace":"n","resourceVersion":"15"},"spec":{"containers":"oops"}}}"#,
+        )
+        .unwrap();
+        let Frame::Object { object, .. } = f else {
+            panic!("not an object frame")
+        };
+        assert!(matches!(object, Payload::Raw(_)));
+        assert_eq!(object.resource_version().as_deref(), Some("15"));
+        let err = decode_payload(object).unwrap_err();
+        assert_eq!(err.identity.name.as_deref(), Some("b"));
+        let unnamed = parse_frame::<Pod>(
+            br#"{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"namespace":"n"}}}"#,
+        )
+        .unwrap();
+        let Frame::Object { object, .. } = unnamed else {
+            panic!("not an object frame")
+        };
+        assert!(decode_payload(object).is_err());
     }
 
     #[test]

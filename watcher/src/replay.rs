@@ -11,6 +11,7 @@ use herald_core::{Checkpoint, ObjectState, Timestamp};
 
 use crate::config::Resource;
 use crate::decode::{self, Frame};
+
 use crate::state::event::EventState;
 use crate::state::node::NodeState;
 use crate::state::pod::PodState;
@@ -31,21 +32,31 @@ pub enum ReplayError {
     },
 }
 
+/// What one line did.
+enum LineFrame {
+    /// An object event: its records and resourceVersion.
+    Object {
+        records: Vec<herald_core::Record>,
+        rv: Option<String>,
+    },
+    /// A bookmark.
+    Bookmark { rv: Option<String> },
+    /// An error or unknown event type (nothing to apply).
+    Ignored,
+}
+
 /// What a replay tracks (one of the resource states).
 trait ReplayState: Send {
     fn seed(&mut self, object: &[u8], ctx: &RecordCtx<'_>) -> Result<(), String>;
     fn set_listed(&mut self);
-    #[allow(clippy::too_many_arguments)]
-    fn apply_object(
+    fn apply_line(
         &mut self,
+        line: &[u8],
         dirty: Option<&mut HashSet<String>>,
         res: Resource,
         stats: &WatcherStats,
-        kind: decode::ObjectEvent,
-        object: serde_json::Value,
-        rv: Option<&str>,
         ctx: &RecordCtx<'_>,
-    ) -> Vec<herald_core::Record>;
+    ) -> Result<LineFrame, String>;
     fn export(&self, key: &str) -> Option<Vec<u8>>;
     fn len(&self) -> usize;
 }
@@ -61,17 +72,28 @@ impl<T: Tracker> ReplayState for T {
         Tracker::set_listed(self);
     }
 
-    fn apply_object(
+    fn apply_line(
         &mut self,
+        line: &[u8],
         dirty: Option<&mut HashSet<String>>,
         res: Resource,
         stats: &WatcherStats,
-        kind: decode::ObjectEvent,
-        object: serde_json::Value,
-        rv: Option<&str>,
         ctx: &RecordCtx<'_>,
-    ) -> Vec<herald_core::Record> {
-        apply_watch_object(self, dirty, res, stats, kind, object, rv, ctx)
+    ) -> Result<LineFrame, String> {
+        Ok(match decode::parse_frame::<T::Object>(line)? {
+            Frame::Object { kind, object } => {
+                let rv = object.resource_version();
+                let records =
+                    apply_watch_object(self, dirty, res, stats, kind, object, rv.as_deref(), ctx);
+                LineFrame::Object { records, rv }
+            }
+            Frame::Bookmark {
+                resource_version, ..
+            } => LineFrame::Bookmark {
+                rv: resource_version,
+            },
+            Frame::Error { .. } | Frame::Other(_) => LineFrame::Ignored,
+        })
     }
 
     fn export(&self, key: &str) -> Option<Vec<u8>> {
@@ -172,7 +194,15 @@ impl Replay {
         if text.is_empty() {
             return Vec::new();
         }
-        let frame = match decode::parse_frame(text) {
+        let ctx = RecordCtx {
+            cluster: &self.cluster,
+            now,
+        };
+        let dirty = self.persist_state.then_some(&mut self.dirty);
+        let frame = match self
+            .state
+            .apply_line(text, dirty, self.res, &self.stats, &ctx)
+        {
             Ok(f) => f,
             Err(e) => {
                 self.stats.add_malformed(self.res, 1);
@@ -182,22 +212,7 @@ impl Replay {
         };
         let mut out = Vec::new();
         match frame {
-            Frame::Object { kind, object } => {
-                let rv = decode::resource_version(&object);
-                let ctx = RecordCtx {
-                    cluster: &self.cluster,
-                    now,
-                };
-                let dirty = self.persist_state.then_some(&mut self.dirty);
-                let records = self.state.apply_object(
-                    dirty,
-                    self.res,
-                    &self.stats,
-                    kind,
-                    object,
-                    rv.as_deref(),
-                    &ctx,
-                );
+            LineFrame::Object { records, rv } => {
                 if let Some(rv) = rv {
                     self.rv = Some(rv);
                 }
@@ -209,16 +224,14 @@ impl Replay {
                     self.quiet_events = 0;
                 }
             }
-            Frame::Bookmark {
-                resource_version, ..
-            } => {
-                if let Some(rv) = resource_version {
+            LineFrame::Bookmark { rv } => {
+                if let Some(rv) = rv {
                     self.rv = Some(rv);
                 }
                 self.checkpoint(&mut out);
                 self.quiet_events = 0;
             }
-            Frame::Error { .. } | Frame::Other(_) => {}
+            LineFrame::Ignored => {}
         }
         out
     }

@@ -51,7 +51,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::{EventsApi, InitialSync, ListStrategy, Resource, WatcherConfig};
-use crate::decode::{self, Feed, Frame, ListDecoder, ListMeta, ObjectEvent};
+use crate::decode::{self, Feed, Frame, ListDecoder, ListMeta, ObjectEvent, Payload};
 use crate::error::WatchError;
 use crate::request;
 use crate::state::event::{EventState, EventsV1State};
@@ -896,7 +896,7 @@ impl<T: Tracker> ListWatch<T> {
                 continue;
             }
             lines += 1;
-            let frame = match decode::parse_frame(text) {
+            let frame = match decode::parse_frame::<T::Object>(text) {
                 Ok(f) => f,
                 Err(_) if !complete => {
                     // The connection ended in the middle of an event: nothing of it is applied;
@@ -961,7 +961,7 @@ impl<T: Tracker> ListWatch<T> {
                     self.send_records(records).await?;
                 }
                 Frame::Object { kind, object } => {
-                    let rv = decode::resource_version(&object);
+                    let rv = object.resource_version();
                     let records = self.apply_event(kind, object, rv.as_deref());
                     if let Some(rv) = rv {
                         self.rv = Some(rv);
@@ -978,11 +978,11 @@ impl<T: Tracker> ListWatch<T> {
     }
 
     /// An object of a streaming list's initial events: applied as a listed item.
-    fn apply_initial(&mut self, kind: ObjectEvent, object: serde_json::Value) -> Vec<Record> {
+    fn apply_initial(&mut self, kind: ObjectEvent, object: Payload<T::Object>) -> Vec<Record> {
         if kind != ObjectEvent::Added {
             tracing::debug!(resource = %self.res, ?kind, "unexpected event type among initial events; applied as listed");
         }
-        let obj = match decode::decode::<T::Object>(object) {
+        let obj = match decode::decode_payload(object) {
             Ok(obj) => obj,
             Err(m) => {
                 self.sh.stats.add_malformed(self.res, 1);
@@ -1032,7 +1032,7 @@ impl<T: Tracker> ListWatch<T> {
     fn apply_event(
         &mut self,
         kind: ObjectEvent,
-        object: serde_json::Value,
+        object: Payload<T::Object>,
         rv: Option<&str>,
     ) -> Vec<Record> {
         let (cluster, now) = self.ctx();
@@ -1064,11 +1064,11 @@ pub(crate) fn apply_watch_object<T: Tracker>(
     res: Resource,
     stats: &WatcherStats,
     kind: ObjectEvent,
-    object: serde_json::Value,
+    object: Payload<T::Object>,
     rv: Option<&str>,
     ctx: &RecordCtx<'_>,
 ) -> Vec<Record> {
-    let obj = match decode::decode::<T::Object>(object) {
+    let obj = match decode::decode_payload(object) {
         Ok(obj) => obj,
         Err(m) => {
             stats.add_malformed(res, 1);

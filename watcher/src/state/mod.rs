@@ -126,7 +126,7 @@ pub(crate) struct RecordCtx<'a> {
 /// The state of one resource as the generic list/watch loop drives it.
 pub(crate) trait Tracker: Default + Send + 'static {
     /// The typed object.
-    type Object: DeserializeOwned + Send;
+    type Object: DeserializeOwned + Send + k8s_openapi::Metadata<Ty = ObjectMeta>;
 
     /// The object's state key; `None` when it is unusable (no name).
     fn key(obj: &Self::Object) -> Option<String>;
