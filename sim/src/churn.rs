@@ -316,7 +316,13 @@ impl Churner {
         if spec.type_ == "Warning" {
             self.report.warnings += 1;
         }
-        if ev.get("count").and_then(Value::as_i64).unwrap_or(1) > 1 {
+        // A repeat: `count` grew (recorder events) or `series` appeared (events.k8s.io ones).
+        let occurrences = ev
+            .get("count")
+            .and_then(Value::as_i64)
+            .or_else(|| ev.pointer("/series/count").and_then(Value::as_i64))
+            .unwrap_or(1);
+        if occurrences > 1 {
             self.report.events_aggregated += 1;
         } else {
             self.report.events_created += 1;
