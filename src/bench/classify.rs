@@ -15,15 +15,14 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use herald_classifier::{Classifier, ClassifierConfig};
 use herald_core::{
     NodeChange, NodeTransition, ObjectRef, PodChange, PodTransition, Record, RecordBody, RecordId,
     Timestamp, Transition,
 };
-use herald_sim::{ChurnSpec, Resource as SimResource, ScaleSpec, SimConfig, Simulator};
-use herald_watcher::{Replay, Resource, WatchItem};
+use herald_watcher::{Replay, WatchItem};
 use serde::Serialize;
 
 use super::proc;
@@ -210,54 +209,16 @@ fn generated_rule(i: usize) -> String {
 /// The watcher's records for churned simulator traffic, with failures mixed in, interleaved
 /// across resources and given record times `spacing_ms` apart.
 fn records(args: &ClassifyBenchArgs) -> anyhow::Result<Vec<Record>> {
-    let sim = Simulator::new(SimConfig {
-        history_limit: usize::try_from(args.changes.saturating_mul(3).max(1000))
-            .unwrap_or(usize::MAX),
-        ..SimConfig::default()
-    });
-    sim.populate(&ScaleSpec {
-        nodes: args.nodes,
-        pods: args.pods,
-        namespaces: (args.pods / 1000).clamp(2, 200),
-        seed: args.seed,
-        now: None,
-    })
-    .context("cannot populate the simulator")?;
-    let rv = sim.resource_version();
-    let resources = [
-        (Resource::Pods, SimResource::Pods),
-        (Resource::Events, SimResource::Events),
-        (Resource::Nodes, SimResource::Nodes),
-    ];
-    let mut seeds = Vec::new();
-    for (_, sr) in resources {
-        let items = sim
-            .list(sr, None)
-            .iter()
-            .map(serde_json::to_vec)
-            .collect::<Result<Vec<_>, _>>()?;
-        seeds.push(items);
-    }
-    let mut churner = sim.churner(&ChurnSpec {
-        seed: args.seed,
-        ..ChurnSpec::default()
-    });
-    for _ in 0..args.changes {
-        churner.step().context("churn step failed")?;
-    }
     let now = Timestamp::now();
     let mut streams: Vec<Vec<Record>> = Vec::new();
-    for ((res, sr), seed) in resources.into_iter().zip(seeds) {
-        let mut replay = Replay::new(res, "bench", false, 100);
-        for obj in &seed {
+    for s in super::ingest::record_streams(args.nodes, args.pods, args.changes, args.seed)? {
+        let mut replay = Replay::new(s.res, "bench", false, 100);
+        for obj in &s.seed {
             replay.seed(obj, now)?;
         }
-        replay.finish_seed(&rv.to_string());
+        replay.finish_seed(&s.seed_rv);
         let mut out = Vec::new();
-        let lines = sim
-            .watch_lines(sr, rv)
-            .with_context(|| format!("cannot read the {res} watch history"))?;
-        for line in &lines {
+        for line in &s.lines {
             for item in replay.apply_line(line, now) {
                 if let WatchItem::Record(r) = item {
                     out.push(r);

@@ -59,11 +59,15 @@ pub struct IngestBenchArgs {
 }
 
 /// The watch lines of one resource and its initial list.
-struct Stream {
-    res: Resource,
-    seed: Vec<Vec<u8>>,
-    seed_rv: String,
-    lines: Vec<Bytes>,
+pub(super) struct Stream {
+    /// The resource.
+    pub(super) res: Resource,
+    /// Its objects (JSON) before the churn: the initial list.
+    pub(super) seed: Vec<Vec<u8>>,
+    /// The resourceVersion of that list.
+    pub(super) seed_rv: String,
+    /// The watch lines of the churn, as the HTTP watch sends them.
+    pub(super) lines: Vec<Bytes>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,7 +128,7 @@ pub fn run(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
         "populating {} nodes, {} pods; {} changes",
         args.nodes, args.pods, args.changes
     ));
-    let streams = record_streams(&args)?;
+    let streams = record_streams(args.nodes, args.pods, args.changes, args.seed)?;
     let machine = super::watch::machine();
     let cpu = proc::pin_to_one_cpu()?;
     let events: u64 = streams.iter().map(|s| s.lines.len() as u64).sum();
@@ -210,18 +214,24 @@ pub fn run(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Populates the simulator, takes the initial lists, churns, and collects the watch lines.
-fn record_streams(args: &IngestBenchArgs) -> anyhow::Result<Vec<Stream>> {
+/// Populates a simulator with `nodes` and `pods`, takes the initial lists, makes `changes`
+/// churn changes and collects the watch lines of Pods, Events and Nodes (also the input of
+/// `herald bench classify`).
+pub(super) fn record_streams(
+    nodes: usize,
+    pods: usize,
+    changes: u64,
+    seed: u64,
+) -> anyhow::Result<Vec<Stream>> {
     let sim = Simulator::new(SimConfig {
-        history_limit: usize::try_from(args.changes.saturating_mul(3).max(1000))
-            .unwrap_or(usize::MAX),
+        history_limit: usize::try_from(changes.saturating_mul(3).max(1000)).unwrap_or(usize::MAX),
         ..SimConfig::default()
     });
     sim.populate(&ScaleSpec {
-        nodes: args.nodes,
-        pods: args.pods,
-        namespaces: (args.pods / 1000).clamp(2, 200),
-        seed: args.seed,
+        nodes,
+        pods,
+        namespaces: (pods / 1000).clamp(2, 200),
+        seed,
         now: None,
     })
     .context("cannot populate the simulator")?;
@@ -241,10 +251,10 @@ fn record_streams(args: &IngestBenchArgs) -> anyhow::Result<Vec<Stream>> {
         seeds.push(items);
     }
     let mut churner = sim.churner(&ChurnSpec {
-        seed: args.seed,
+        seed,
         ..ChurnSpec::default()
     });
-    for _ in 0..args.changes {
+    for _ in 0..changes {
         churner.step().context("churn step failed")?;
     }
     let mut out = Vec::new();

@@ -382,7 +382,6 @@ async fn reflector_phase(
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
     sim.reset_stats();
-    let started = Instant::now();
     let mut child = tokio::process::Command::new(exe)
         .args(["bench", "reflector", "--kubeconfig"])
         .arg(kubeconfig)
@@ -402,7 +401,6 @@ async fn reflector_phase(
         .ok_or_else(|| anyhow!("{name}: exited before syncing; see {}", log_path.display()))?;
     let ready: ReflectorReady = serde_json::from_str(&line)
         .with_context(|| format!("{name}: unexpected output {line:?}"))?;
-    let _ = started;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let memory = proc::memory(Some(pid))?;
     let stats = sim.stats();
