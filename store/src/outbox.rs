@@ -92,21 +92,38 @@ impl Store {
         Ok(())
     }
 
-    /// The stored compact state of every object of `resource`, in key order.
+    /// The stored compact state of every object of `resource`, in key order, in one `Vec`.
+    /// For many objects prefer [`Store::for_each_watch_state`], which holds one at a time.
     pub fn watch_states(&self, resource: &str) -> Result<Vec<ObjectState>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_watch_state(resource, |s| {
+            out.push(s);
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with the stored compact state of every object of `resource`, in key order,
+    /// one at a time (a streaming restore: memory stays at one state plus sled's cache).
+    /// Stops at the first error, from the store or from `f`; `E` only needs a conversion from
+    /// [`StoreError`] (`anyhow::Error` has one). Returns how many states `f` was given.
+    pub fn for_each_watch_state<E, F>(&self, resource: &str, mut f: F) -> Result<u64, E>
+    where
+        E: From<StoreError>,
+        F: FnMut(ObjectState) -> Result<(), E>,
+    {
         let prefix = keys::str_prefix(resource);
-        self.inner
-            .watch_state
-            .scan_prefix(&prefix)
-            .map(|kv| {
-                let (k, v) = kv?;
-                let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                Ok(ObjectState {
-                    key,
-                    state: Some(v.to_vec()),
-                })
-            })
-            .collect()
+        let mut n = 0u64;
+        for kv in self.inner.watch_state.scan_prefix(&prefix) {
+            let (k, v) = kv.map_err(|e| E::from(StoreError::Sled(e)))?;
+            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            f(ObjectState {
+                key,
+                state: Some(v.to_vec()),
+            })?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Adds `n` to the outbox (pending) unless a notification with the same id (idempotency

@@ -558,6 +558,57 @@ fn watch_states_are_kept_per_resource_and_survive_reopen() {
     assert_eq!(store.checkpoint("pods").unwrap(), None);
 }
 
+#[test]
+fn watch_states_stream_one_at_a_time_and_stop_at_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let states: Vec<ObjectState> = (0..50)
+        .map(|i| ObjectState {
+            key: format!("uid-{i:03}"),
+            state: Some(vec![i as u8]),
+        })
+        .collect();
+    store.put_watch_states("pods", &states).unwrap();
+    store
+        .put_watch_states(
+            "nodes",
+            &[ObjectState {
+                key: "n".into(),
+                state: Some(b"x".to_vec()),
+            }],
+        )
+        .unwrap();
+    let mut seen = Vec::new();
+    let n = store
+        .for_each_watch_state("pods", |s| {
+            seen.push(s);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    assert_eq!(n, 50);
+    assert_eq!(seen, states);
+    assert_eq!(seen, store.watch_states("pods").unwrap());
+
+    // The callback's error stops the walk and comes back as is.
+    #[derive(Debug)]
+    enum E {
+        Store,
+        Enough,
+    }
+    impl From<StoreError> for E {
+        fn from(_: StoreError) -> Self {
+            E::Store
+        }
+    }
+    let mut calls = 0;
+    let r = store.for_each_watch_state("pods", |_| {
+        calls += 1;
+        if calls == 3 { Err(E::Enough) } else { Ok(()) }
+    });
+    assert!(matches!(r, Err(E::Enough)));
+    assert_eq!(calls, 3);
+}
+
 #[tokio::test]
 async fn data_survives_reopen_and_ids_keep_increasing() {
     let dir = tempfile::tempdir().unwrap();
