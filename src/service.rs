@@ -165,14 +165,11 @@ pub async fn run_service(
     // Resume points and, with them, the compact state (without a resume point the watcher
     // lists, and the state would only be replaced).
     let mut resume = BTreeMap::new();
-    let mut restored = Vec::new();
+    let mut resuming = Vec::new();
     for resource in Resource::ALL {
         if let Some(cp) = store.checkpoint(resource.as_str())? {
             resume.insert(resource.as_str().to_string(), cp.resource_version);
-            let states = store.watch_states(resource.as_str())?;
-            if !states.is_empty() {
-                restored.push((resource, states));
-            }
+            resuming.push(resource);
         }
     }
     let wcfg = WatcherConfig {
@@ -188,8 +185,14 @@ pub async fn run_service(
     .with_resources(cfg.watch.events, cfg.watch.pods, cfg.watch.nodes);
     let (tx, mut rx) = mpsc::channel::<WatchItem>(4096);
     let mut watcher = Watcher::new(client, wcfg);
-    for (resource, states) in restored {
-        watcher = watcher.with_restored_state(resource, states);
+    for resource in resuming {
+        // Streamed one state at a time: 200,000 pods are never all decoded at once.
+        store
+            .for_each_watch_state(resource.as_str(), |s| {
+                watcher.restore_state(resource, s);
+                Ok::<_, anyhow::Error>(())
+            })
+            .context("cannot read the stored watch state")?;
     }
     let metrics = Arc::new(Metrics::new(watcher.stats()));
 
@@ -363,7 +366,9 @@ impl Pipeline {
         for item in rest {
             match item {
                 WatchItem::Record(_) => {}
-                WatchItem::States { resource, states } => {
+                WatchItem::States {
+                    resource, states, ..
+                } => {
                     self.store
                         .put_watch_states(&resource, &states)
                         .context("cannot persist the watch state")?;

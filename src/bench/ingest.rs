@@ -404,6 +404,7 @@ fn persist_group(store: &Store, items: Vec<WatchItem>, c: &mut Counts) -> anyhow
             WatchItem::States {
                 resource,
                 states: s,
+                ..
             } => match states.last_mut() {
                 Some((res, all)) if *res == resource => all.extend(s),
                 _ => states.push((resource, s)),

@@ -223,6 +223,12 @@ pub struct WatcherConfig {
     /// each checkpoint, for the consumer to persist and hand back with
     /// [`Watcher::with_restored_state`](crate::Watcher::with_restored_state) after a restart.
     pub persist_state: bool,
+    /// Most object states sent in [`WatchItem::States`](crate::WatchItem) items that the
+    /// consumer has not dropped yet (each item holds a [`StatesPermit`](crate::StatesPermit)
+    /// for its states until it is dropped). After the initial sync of 200,000 pods every state
+    /// changed at once; this keeps only a few chunks of them queued instead of all. At least
+    /// the chunk size (1,000) is used.
+    pub states_in_flight: usize,
     /// Wait between retries after `401 Unauthorized` or `403 Forbidden` (an operator has to fix
     /// the credentials or the RBAC; hammering the server will not help).
     pub denied_retry: Duration,
@@ -254,6 +260,7 @@ impl Default for WatcherConfig {
             page_size: 500,
             denied_retry: Duration::from_secs(60),
             persist_state: true,
+            states_in_flight: 10_000,
             resume_lookback: Duration::from_secs(600),
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),

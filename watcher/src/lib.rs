@@ -29,4 +29,4 @@ pub use config::{
 pub use error::WatchError;
 pub use replay::{Replay, ReplayError};
 pub use stats::{ResourceStats, Verb, WatcherStats};
-pub use watcher::{WatchItem, Watcher};
+pub use watcher::{StatesPermit, WatchItem, Watcher};

@@ -17,7 +17,7 @@ use crate::state::node::NodeState;
 use crate::state::pod::PodState;
 use crate::state::{RecordCtx, Source, StateOptions, Tracker};
 use crate::stats::WatcherStats;
-use crate::watcher::{WatchItem, apply_watch_object};
+use crate::watcher::{StatesPermit, WatchItem, apply_watch_object};
 
 /// Errors of [`Replay`].
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +258,7 @@ impl Replay {
             out.push(WatchItem::States {
                 resource: self.res.as_str().to_string(),
                 states,
+                permit: StatesPermit::none(),
             });
         }
         let Some(rv) = self.rv.clone() else { return };

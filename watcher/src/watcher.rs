@@ -61,7 +61,7 @@ use crate::state::{RecordCtx, Source, StateOptions, Tracker};
 use crate::stats::{Verb, WatcherStats};
 
 /// Objects per [`WatchItem::States`] item.
-const STATE_CHUNK: usize = 10_000;
+const STATE_CHUNK: usize = 1_000;
 /// A list body that sends nothing for this long is abandoned (and retried).
 const LIST_IDLE: Duration = Duration::from_secs(60);
 /// Read size of list bodies.
@@ -92,6 +92,8 @@ pub enum WatchItem {
         resource: String,
         /// The changed objects (`state: None` for objects that are gone).
         states: Vec<ObjectState>,
+        /// Released when the item is dropped (see [`WatcherConfig::states_in_flight`]).
+        permit: StatesPermit,
     },
     /// The resource finished its initial sync (its first list, or its first watch connection
     /// when resuming). Sent once per resource.
@@ -101,13 +103,83 @@ pub enum WatchItem {
     },
 }
 
+/// A share of the watcher's budget of queued object states
+/// ([`WatcherConfig::states_in_flight`]), held by a [`WatchItem::States`] item and returned
+/// when the item is dropped, so persist the states before dropping it. A clone holds nothing;
+/// all permits compare equal.
+#[derive(Debug, Default)]
+pub struct StatesPermit(Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl StatesPermit {
+    /// A permit that holds nothing (for items made outside a running watcher).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Number of states this permit holds back.
+    pub fn states(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.num_permits())
+    }
+}
+
+impl Clone for StatesPermit {
+    fn clone(&self) -> Self {
+        Self(None)
+    }
+}
+
+impl PartialEq for StatesPermit {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// Watches the configured resources and sends [`WatchItem`]s.
 pub struct Watcher {
     client: kube::Client,
     cfg: WatcherConfig,
     stats: WatcherStats,
     clock: Arc<dyn Clock>,
-    restore: std::collections::HashMap<Resource, Vec<ObjectState>>,
+    restored: Restored,
+}
+
+/// Trackers filled from persisted state before [`Watcher::run`], one object at a time.
+#[derive(Default)]
+struct Restored {
+    events: Option<EventState>,
+    events_v1: Option<EventsV1State>,
+    pods: Option<PodState>,
+    nodes: Option<NodeState>,
+    /// Per resource: states imported, states that could not be read.
+    counts: std::collections::HashMap<Resource, (usize, usize)>,
+}
+
+impl Restored {
+    /// Imports `state` into `slot` (created on first use); whether it could be read.
+    fn import<T: Tracker>(slot: &mut Option<T>, res: Resource, state: ObjectState) -> bool {
+        let Some(bytes) = state.state else {
+            return true;
+        };
+        let tracker = slot.get_or_insert_with(T::default);
+        match tracker.import(state.key, &bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(resource = %res, error = %e, "unreadable stored state skipped");
+                false
+            }
+        }
+    }
+
+    /// The restored tracker of a resource (with `opts`), else a new one, and the counts.
+    fn take<T: Tracker>(
+        slot: &mut Option<T>,
+        counts: Option<(usize, usize)>,
+        opts: StateOptions,
+    ) -> (T, Option<(usize, usize)>) {
+        let mut t = slot.take().unwrap_or_default();
+        t.set_options(opts);
+        (t, counts)
+    }
 }
 
 impl std::fmt::Debug for Watcher {
@@ -125,6 +197,8 @@ struct Shared {
     cfg: WatcherConfig,
     stats: WatcherStats,
     clock: Arc<dyn Clock>,
+    /// Budget of object states queued and not yet dropped by the consumer.
+    states_in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Watcher {
@@ -135,16 +209,39 @@ impl Watcher {
             cfg,
             stats: WatcherStats::default(),
             clock: Arc::new(SystemClock),
-            restore: std::collections::HashMap::new(),
+            restored: Restored::default(),
         }
     }
 
-    /// The same watcher starting `resource` with the compact state persisted from
-    /// [`WatchItem::States`] (used together with a resume point in
-    /// [`WatcherConfig::resume`]): changes that happened while herald was down are then found by
-    /// comparing with it, and nothing already reported is reported again.
+    /// Restores one object's compact state persisted from [`WatchItem::States`] (used together
+    /// with a resume point in [`WatcherConfig::resume`]) before [`Watcher::run`]: changes that
+    /// happened while herald was down are then found by comparing with it, and nothing already
+    /// reported is reported again. States are imported as they come, so a caller streaming
+    /// them from its store never holds all of them at once. A state that cannot be read is
+    /// counted, logged and skipped.
+    pub fn restore_state(&mut self, resource: Resource, state: ObjectState) {
+        let r = &mut self.restored;
+        let ok = match resource {
+            Resource::Events => match self.cfg.events_api {
+                EventsApi::CoreV1 => Restored::import(&mut r.events, resource, state),
+                EventsApi::EventsV1 => Restored::import(&mut r.events_v1, resource, state),
+            },
+            Resource::Pods => Restored::import(&mut r.pods, resource, state),
+            Resource::Nodes => Restored::import(&mut r.nodes, resource, state),
+        };
+        let c = r.counts.entry(resource).or_default();
+        if ok {
+            c.0 += 1;
+        } else {
+            c.1 += 1;
+        }
+    }
+
+    /// The same watcher with `states` restored ([`Watcher::restore_state`] for each).
     pub fn with_restored_state(mut self, resource: Resource, states: Vec<ObjectState>) -> Self {
-        self.restore.insert(resource, states);
+        for s in states {
+            self.restore_state(resource, s);
+        }
         self
     }
 
@@ -171,7 +268,11 @@ impl Watcher {
             resume_floor: Some(started.checked_sub(lookback).unwrap_or(started)),
         };
         let resources: Vec<Resource> = self.cfg.resources.iter().collect();
+        let states_in_flight = Arc::new(tokio::sync::Semaphore::new(
+            self.cfg.states_in_flight.max(STATE_CHUNK),
+        ));
         let shared = Arc::new(Shared {
+            states_in_flight,
             client: self.client,
             cfg: self.cfg,
             stats: self.stats,
@@ -179,25 +280,30 @@ impl Watcher {
         });
         let mut tasks = JoinSet::new();
         let mut names = std::collections::HashMap::new();
-        let mut restore = self.restore;
+        let mut restored = self.restored;
         for res in resources {
             let sh = shared.clone();
             let tx = tx.clone();
-            let saved = restore.remove(&res).unwrap_or_default();
+            let counts = restored.counts.remove(&res);
+            let r = &mut restored;
             let handle = match res {
                 Resource::Events => match sh.cfg.events_api {
                     EventsApi::CoreV1 => {
-                        tasks.spawn(run_resource(sh, res, EventState::new(opts), saved, tx))
+                        let (t, c) = Restored::take(&mut r.events, counts, opts);
+                        tasks.spawn(run_resource(sh, res, t, c, tx))
                     }
                     EventsApi::EventsV1 => {
-                        tasks.spawn(run_resource(sh, res, EventsV1State::new(opts), saved, tx))
+                        let (t, c) = Restored::take(&mut r.events_v1, counts, opts);
+                        tasks.spawn(run_resource(sh, res, t, c, tx))
                     }
                 },
                 Resource::Pods => {
-                    tasks.spawn(run_resource(sh, res, PodState::new(opts), saved, tx))
+                    let (t, c) = Restored::take(&mut r.pods, counts, opts);
+                    tasks.spawn(run_resource(sh, res, t, c, tx))
                 }
                 Resource::Nodes => {
-                    tasks.spawn(run_resource(sh, res, NodeState::new(opts), saved, tx))
+                    let (t, c) = Restored::take(&mut r.nodes, counts, opts);
+                    tasks.spawn(run_resource(sh, res, t, c, tx))
                 }
             };
             names.insert(handle.id(), res);
@@ -271,26 +377,15 @@ async fn run_resource<T: Tracker>(
     sh: Arc<Shared>,
     res: Resource,
     mut state: T,
-    saved: Vec<ObjectState>,
+    restored: Option<(usize, usize)>,
     tx: mpsc::Sender<WatchItem>,
 ) -> Result<(), WatchError> {
-    if !saved.is_empty() {
-        let (mut restored, mut unreadable) = (0usize, 0usize);
-        for s in saved {
-            let Some(bytes) = s.state else { continue };
-            match state.import(s.key, &bytes) {
-                Ok(()) => restored += 1,
-                Err(e) => {
-                    unreadable += 1;
-                    tracing::debug!(resource = %res, error = %e, "unreadable stored state skipped");
-                }
-            }
-        }
-        if restored > 0 {
+    if let Some((restored, unreadable)) = restored {
+        if state.len() > 0 {
             // The state is that of a complete sync as of the stored checkpoint.
             state.set_listed();
         }
-        tracing::info!(resource = %res, restored, unreadable, "compact state restored");
+        tracing::info!(resource = %res, restored, unreadable, tracked = state.len(), "compact state restored");
     }
     let closed = tx.clone();
     let mut lw = ListWatch::new(sh, res, state, tx);
@@ -318,14 +413,23 @@ struct ListWatch<T> {
     synced: bool,
     /// Whether the next re-list must use `resourceVersion=0` (a `NotOlderThan` re-list failed).
     relist_from_zero: bool,
-    /// Inside a streaming list's initial events: the keys seen so far.
+    /// Inside a streaming list's initial events: the keys seen so far (only collected when
+    /// [`ListWatch::collect_listed`]).
     initial: Option<HashSet<String>>,
+    /// Objects among the streaming list's initial events so far.
+    initial_objects: u64,
+    /// Whether the current list collects the listed keys: only when the state had objects at
+    /// its start (with an empty state nothing can be gone, and 200,000 keys are not kept).
+    collect_listed: bool,
     /// Whether the last watch completed a streaming list.
     synced_by_stream: bool,
     /// Whether the server takes streaming lists (`None`: not known yet).
     streaming_supported: Option<bool>,
     /// Keys whose compact state changed since the last checkpoint.
     dirty: HashSet<String>,
+    /// Whether every tracked object changed since the last checkpoint (after a list); `dirty`
+    /// then holds only the objects that are gone.
+    all_dirty: bool,
 }
 
 impl<T: Tracker> ListWatch<T> {
@@ -345,9 +449,12 @@ impl<T: Tracker> ListWatch<T> {
             synced: false,
             relist_from_zero: false,
             initial: None,
+            initial_objects: 0,
+            collect_listed: false,
             synced_by_stream: false,
             streaming_supported: None,
             dirty: HashSet::new(),
+            all_dirty: false,
         }
     }
 
@@ -563,14 +670,28 @@ impl<T: Tracker> ListWatch<T> {
     async fn send_states(&mut self) -> Result<(), Stop> {
         if !self.sh.cfg.persist_state {
             self.dirty.clear();
+            self.all_dirty = false;
             return Ok(());
         }
-        if self.dirty.is_empty() {
+        if self.dirty.is_empty() && !self.all_dirty {
             return Ok(());
         }
         let mut keys: Vec<String> = self.dirty.drain().collect();
+        if std::mem::take(&mut self.all_dirty) {
+            keys.extend(self.state.keys());
+        }
         keys.sort_unstable();
+        keys.dedup();
         for chunk in keys.chunks(STATE_CHUNK) {
+            // Wait until the consumer has persisted (dropped) enough earlier states.
+            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            let permit = self
+                .sh
+                .states_in_flight
+                .clone()
+                .acquire_many_owned(n)
+                .await
+                .map_err(|_| Stop::Closed)?;
             let states = chunk
                 .iter()
                 .map(|k| ObjectState {
@@ -581,14 +702,28 @@ impl<T: Tracker> ListWatch<T> {
             self.send(WatchItem::States {
                 resource: self.res.as_str().to_string(),
                 states,
+                permit: StatesPermit(Some(permit)),
             })
             .await?;
         }
         Ok(())
     }
 
-    /// Forgets the objects not in `listed` (after a complete list), marking them changed.
-    fn remove_unlisted(&mut self, listed: &HashSet<String>, ctx: &RecordCtx<'_>) -> Vec<Record> {
+    /// After a complete list: forgets the objects not in `listed`, marking them changed, and
+    /// marks every listed object changed. `None`: the state was empty when the list started,
+    /// so every tracked object was listed and nothing is gone.
+    fn remove_unlisted(
+        &mut self,
+        listed: Option<&HashSet<String>>,
+        ctx: &RecordCtx<'_>,
+    ) -> Vec<Record> {
+        if self.sh.cfg.persist_state {
+            // Every listed object is (re)written at the next checkpoint.
+            self.all_dirty = true;
+        }
+        let Some(listed) = listed else {
+            return Vec::new();
+        };
         if self.sh.cfg.persist_state {
             let gone = self
                 .state
@@ -596,7 +731,6 @@ impl<T: Tracker> ListWatch<T> {
                 .into_iter()
                 .filter(|k| !listed.contains(k));
             self.dirty.extend(gone);
-            self.dirty.extend(listed.iter().cloned());
         }
         self.state.remove_unlisted(listed, ctx)
     }
@@ -650,6 +784,7 @@ impl<T: Tracker> ListWatch<T> {
         let paginated = self.sh.cfg.list_strategy == ListStrategy::Paginated;
         let (cluster, now) = self.ctx();
         let mut listed = HashSet::new();
+        self.collect_listed = self.state.len() > 0;
         let mut total = ListOutcome::default();
         let mut list_rv: Option<String> = None;
         let mut cont: Option<String> = None;
@@ -694,7 +829,7 @@ impl<T: Tracker> ListWatch<T> {
             cluster: &cluster,
             now,
         };
-        let gone = self.remove_unlisted(&listed, &ctx);
+        let gone = self.remove_unlisted(self.collect_listed.then_some(&listed), &ctx);
         let gone_count = gone.len();
         self.state.set_listed();
         self.sh.stats.add_lists(self.res, 1);
@@ -739,6 +874,7 @@ impl<T: Tracker> ListWatch<T> {
         let (chunks_tx, mut chunks_rx) = mpsc::channel::<Vec<u8>>(LIST_CHUNKS_IN_FLIGHT);
         let res = self.res;
         let tx = self.tx.clone();
+        let collect = self.collect_listed;
         let cluster = cluster.to_string();
         let mut state = std::mem::take(&mut self.state);
         let decoder = tokio::task::spawn_blocking(move || {
@@ -753,7 +889,7 @@ impl<T: Tracker> ListWatch<T> {
                 let decoded = item.and_then(decode::decode::<T::Object>);
                 match decoded {
                     Ok(obj) => {
-                        if let Some(key) = T::key(&obj) {
+                        if let (true, Some(key)) = (collect, T::key(&obj)) {
                             listed.insert(key);
                         }
                         for r in state.apply(&obj, Source::List, &ctx) {
@@ -850,6 +986,8 @@ impl<T: Tracker> ListWatch<T> {
             query.push(("sendInitialEvents", "true".to_string()));
             query.push(("resourceVersionMatch", "NotOlderThan".to_string()));
             self.initial = Some(HashSet::new());
+            self.initial_objects = 0;
+            self.collect_listed = self.state.len() > 0;
         } else {
             query.push(("resourceVersion", from.clone()));
         }
@@ -990,7 +1128,10 @@ impl<T: Tracker> ListWatch<T> {
                 return Vec::new();
             }
         };
-        if let (Some(key), Some(listed)) = (T::key(&obj), self.initial.as_mut()) {
+        self.initial_objects += 1;
+        if let (true, Some(key), Some(listed)) =
+            (self.collect_listed, T::key(&obj), self.initial.as_mut())
+        {
             listed.insert(key);
         }
         let (cluster, now) = self.ctx();
@@ -1010,7 +1151,7 @@ impl<T: Tracker> ListWatch<T> {
             cluster: &cluster,
             now,
         };
-        let gone = self.remove_unlisted(&listed, &ctx);
+        let gone = self.remove_unlisted(self.collect_listed.then_some(&listed), &ctx);
         self.state.set_listed();
         self.sh.stats.add_lists(self.res, 1);
         self.relist_from_zero = false;
@@ -1018,7 +1159,7 @@ impl<T: Tracker> ListWatch<T> {
             resource = %self.res,
             resource_version = self.rv.as_deref().unwrap_or(""),
             strategy = "streaming",
-            objects = listed.len(),
+            objects = self.initial_objects,
             tracked = self.state.len(),
             gone = gone.len(),
             "listed"

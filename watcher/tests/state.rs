@@ -324,7 +324,7 @@ fn relist_diff_reports_missing_pods() {
     let keep: HashSet<String> = ["192aa0a3-9281-49a6-85fe-ca6d2ae974ba".to_string()].into();
     let gone = pod::remove_unlisted(&mut st, &keep);
     assert_eq!(gone.len(), 1);
-    assert_eq!(gone[0].name, "sh-7c95664875-4btqh");
+    assert_eq!(&*gone[0].name, "sh-7c95664875-4btqh");
     assert_eq!(st.len(), 1);
 }
 

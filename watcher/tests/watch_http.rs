@@ -940,3 +940,77 @@ async fn a_watch_cut_mid_line_resumes_after_the_last_complete_event() {
     drop(rx);
     task.abort();
 }
+
+/// The next `States` item within `ms` milliseconds (other items are skipped; a checkpoint
+/// before it is a failure).
+async fn next_states(rx: &mut mpsc::Receiver<WatchItem>, ms: u64) -> Option<WatchItem> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(item @ WatchItem::States { .. })) => return Some(item),
+            Ok(Some(WatchItem::Checkpoint(_))) => panic!("checkpoint before its states"),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// The compact states of a large list go out in chunks, and no more than
+/// `states_in_flight` of them wait in the channel: the next chunk is only sent once the
+/// consumer dropped (persisted) an earlier one, so 200,000 changed pod states never sit in
+/// memory at once.
+#[tokio::test]
+async fn queued_states_are_bounded_until_the_consumer_drops_them() {
+    let fake = Arc::new(Fake::default());
+    let mut list = fixture("lists/troubleshoot-minikube-events-initcrash.json");
+    // Derivation: 2,500 Events, copies of the first one with their own name and uid.
+    let first = list["items"][0].clone();
+    let items: Vec<Value> = (0..2500)
+        .map(|i| {
+            let mut e = first.clone();
+            e["metadata"]["name"] = json!(format!("copy.{i}"));
+            e["metadata"]["uid"] = json!(format!("00000000-0000-0000-0000-{i:012}"));
+            e
+        })
+        .collect();
+    list["items"] = json!(items);
+    fake.push("/api/v1/events", false, Canned::Json(200, list.to_string()));
+
+    let (client, _dir) = start(fake.clone()).await;
+    let cfg = WatcherConfig {
+        states_in_flight: 1000,
+        ..events_only("c")
+    };
+    let watcher = Watcher::new(client.client, cfg);
+    let (tx, mut rx) = mpsc::channel(10_000);
+    let task = tokio::spawn(watcher.run(tx));
+
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        let held = next_states(&mut rx, 3000).await.expect("a chunk of states");
+        let WatchItem::States { states, permit, .. } = &held else {
+            unreachable!()
+        };
+        assert_eq!(permit.states(), states.len());
+        sizes.push(states.len());
+        if sizes.len() < 3 {
+            // While it is held, the budget (1,000) is used up: nothing more comes.
+            assert!(next_states(&mut rx, 700).await.is_none(), "{sizes:?}");
+        }
+        drop(held);
+    }
+    assert_eq!(sizes, [1000, 1000, 500]);
+    // Then the checkpoint that covers them.
+    let checkpoint = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(WatchItem::Checkpoint(c)) = rx.recv().await {
+                return c;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(checkpoint.resource, "events");
+    drop(rx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}

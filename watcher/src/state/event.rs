@@ -184,6 +184,10 @@ impl Tracker for EventState {
         self.listed = true;
     }
 
+    fn set_options(&mut self, opts: StateOptions) {
+        self.opts = opts;
+    }
+
     fn apply(&mut self, obj: &Event, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
         apply(self, obj, source)
             .map(|delta| vec![record(ctx.cluster, ctx.now, obj, delta)])
@@ -288,6 +292,10 @@ impl Tracker for EventsV1State {
 
     fn set_listed(&mut self) {
         self.0.set_listed();
+    }
+
+    fn set_options(&mut self, opts: StateOptions) {
+        self.0.opts = opts;
     }
 
     fn apply(&mut self, obj: &EventV1, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {

@@ -132,6 +132,8 @@ pub(crate) trait Tracker: Default + Send + 'static {
     fn key(obj: &Self::Object) -> Option<String>;
     /// Marks the state as filled by a complete list.
     fn set_listed(&mut self);
+    /// Replaces the options (a state restored before the watcher ran gets the run's options).
+    fn set_options(&mut self, opts: StateOptions);
     /// Applies an object seen in a list or an ADDED/MODIFIED event.
     fn apply(&mut self, obj: &Self::Object, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record>;
     /// Applies a DELETED event.

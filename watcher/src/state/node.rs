@@ -248,6 +248,10 @@ impl Tracker for NodeState {
         self.listed = true;
     }
 
+    fn set_options(&mut self, opts: StateOptions) {
+        self.opts = opts;
+    }
+
     fn apply(&mut self, obj: &Node, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
         let changes = apply(self, obj, source);
         to_records(ctx, obj, changes)

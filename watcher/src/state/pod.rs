@@ -11,6 +11,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use herald_core::{ObjectKind, ObjectRef, PodChange, PodTransition, Record, RecordBody, RecordId};
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
@@ -30,8 +31,8 @@ pub fn is_problem_waiting(reason: &str) -> bool {
 /// Compact state of one container (or init container).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerEntry {
-    /// Container name.
-    pub name: String,
+    /// Container name (shared by every pod of a workload: interned).
+    pub name: Arc<str>,
     /// Whether it is an init container.
     pub init: bool,
     /// Last seen `restartCount`.
@@ -40,41 +41,124 @@ pub struct ContainerEntry {
     pub terminated: Option<u64>,
     /// Identity of the last seen `lastState.terminated`.
     pub last_terminated: Option<u64>,
-    /// Last seen `state.waiting.reason`.
-    pub waiting: Option<String>,
+    /// Last seen `state.waiting.reason` (interned).
+    pub waiting: Option<Arc<str>>,
 }
 
-/// Compact state of one pod.
+/// Compact state of one pod: about 200 bytes plus the pod's name, since the strings many pods
+/// share (namespace, node, owner, container names, phase, reasons) are stored once in the
+/// state's [`Interner`]. The persisted form (serde) is the same JSON as plain strings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PodEntry {
-    /// Namespace.
-    pub namespace: String,
+    /// Namespace (interned).
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
-    /// Uid.
-    pub uid: Option<String>,
-    /// `spec.nodeName`.
-    pub node: Option<String>,
-    /// The controlling owner.
-    pub owner: Option<ObjectRef>,
-    /// `status.phase`.
-    pub phase: Option<String>,
+    pub name: Box<str>,
+    /// Uid (the same allocation as the state's key).
+    pub uid: Option<Arc<str>>,
+    /// `spec.nodeName` (interned).
+    pub node: Option<Arc<str>>,
+    /// The controlling owner (interned: one allocation per owner, shared by its pods).
+    pub owner: Option<Arc<ObjectRef>>,
+    /// `status.phase` (interned).
+    pub phase: Option<Arc<str>>,
     /// Whether the pod was evicted (`phase=Failed`, `reason=Evicted`).
     pub evicted: bool,
     /// Whether `metadata.deletionTimestamp` is set.
     pub deletion_requested: bool,
     /// Containers, init containers first.
-    pub containers: Vec<ContainerEntry>,
+    pub containers: Box<[ContainerEntry]>,
+}
+
+/// Strings (and owner references) that many pods share, each stored once. Entries nobody else
+/// holds any more are dropped when the interner has doubled since its last sweep, so it stays
+/// proportional to what the tracked pods use.
+#[derive(Debug, Default)]
+pub struct Interner {
+    strings: HashSet<Arc<str>>,
+    owners: HashSet<Arc<ObjectRef>>,
+    sweep_at: usize,
+}
+
+/// Entries below which the interner is never swept.
+const INTERNER_MIN_SWEEP: usize = 4096;
+
+impl Interner {
+    /// The shared copy of `s`.
+    pub fn str(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(a.clone());
+        self.maybe_sweep();
+        a
+    }
+
+    /// The shared copy of `s`, when it is non-empty.
+    fn non_empty(&mut self, s: Option<&str>) -> Option<Arc<str>> {
+        s.filter(|s| !s.is_empty()).map(|s| self.str(s))
+    }
+
+    /// The shared copy of `owner`.
+    pub fn owner(&mut self, owner: ObjectRef) -> Arc<ObjectRef> {
+        if let Some(a) = self.owners.get(&owner) {
+            return a.clone();
+        }
+        let a = Arc::new(owner);
+        self.owners.insert(a.clone());
+        self.maybe_sweep();
+        a
+    }
+
+    /// Number of distinct entries held.
+    pub fn len(&self) -> usize {
+        self.strings.len() + self.owners.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn maybe_sweep(&mut self) {
+        let n = self.len();
+        if n < INTERNER_MIN_SWEEP.max(self.sweep_at) {
+            return;
+        }
+        self.strings.retain(|a| Arc::strong_count(a) > 1);
+        self.owners.retain(|a| Arc::strong_count(a) > 1);
+        self.sweep_at = self.len() * 2;
+    }
+
+    /// `entry` with its shared parts replaced by their shared copies (after decoding).
+    fn entry(&mut self, mut entry: PodEntry) -> PodEntry {
+        entry.namespace = self.str(&entry.namespace);
+        entry.node = entry.node.map(|n| self.str(&n));
+        entry.owner = entry.owner.map(|o| self.owner((*o).clone()));
+        entry.phase = entry.phase.map(|p| self.str(&p));
+        for c in entry.containers.iter_mut() {
+            c.name = self.str(&c.name);
+            c.waiting = c.waiting.take().map(|w| self.str(&w));
+        }
+        entry
+    }
 }
 
 impl PodEntry {
-    /// The compact state of `pod`.
+    /// The compact state of `pod` (with its own copies of every string).
     pub fn from_pod(pod: &Pod) -> Self {
+        Self::build(pod, None, &mut Interner::default())
+    }
+
+    /// The compact state of `pod`, sharing strings through `interner`; `uid` is the shared
+    /// copy of the pod's uid when the caller has one.
+    fn build(pod: &Pod, uid: Option<Arc<str>>, interner: &mut Interner) -> Self {
         let meta = &pod.metadata;
         let status = pod.status.as_ref();
         let containers = container_statuses(pod)
             .map(|(cs, init)| ContainerEntry {
-                name: cs.name.clone(),
+                name: interner.str(&cs.name),
                 init,
                 restart_count: restart_count(cs),
                 terminated: cs
@@ -87,16 +171,17 @@ impl PodEntry {
                     .as_ref()
                     .and_then(|s| s.terminated.as_ref())
                     .map(termination_id),
-                waiting: waiting(cs).map(|(reason, _)| reason.to_string()),
+                waiting: waiting(cs).map(|(reason, _)| interner.str(reason)),
             })
             .collect();
+        let uid = uid.or_else(|| meta.uid.as_deref().filter(|u| !u.is_empty()).map(Arc::from));
         Self {
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-            uid: non_empty(meta.uid.as_deref()),
-            node: non_empty(pod.spec.as_ref().and_then(|s| s.node_name.as_deref())),
-            owner: controller_owner(pod),
-            phase: non_empty(status.and_then(|s| s.phase.as_deref())),
+            namespace: interner.str(meta.namespace.as_deref().unwrap_or_default()),
+            name: meta.name.as_deref().unwrap_or_default().into(),
+            uid,
+            node: interner.non_empty(pod.spec.as_ref().and_then(|s| s.node_name.as_deref())),
+            owner: controller_owner(pod).map(|o| interner.owner(o)),
+            phase: interner.non_empty(status.and_then(|s| s.phase.as_deref())),
             evicted: is_evicted(pod),
             deletion_requested: meta.deletion_timestamp.is_some(),
             containers,
@@ -106,14 +191,14 @@ impl PodEntry {
     fn container(&self, name: &str, init: bool) -> Option<&ContainerEntry> {
         self.containers
             .iter()
-            .find(|c| c.init == init && c.name == name)
+            .find(|c| c.init == init && &*c.name == name)
     }
 
     /// The object reference of the pod.
     pub fn object_ref(&self) -> ObjectRef {
-        let r = ObjectRef::pod(self.namespace.clone(), self.name.clone());
+        let r = ObjectRef::pod(self.namespace.to_string(), self.name.to_string());
         match &self.uid {
-            Some(uid) => r.with_uid(uid.clone()),
+            Some(uid) => r.with_uid(uid.to_string()),
             None => r,
         }
     }
@@ -122,7 +207,8 @@ impl PodEntry {
 /// The state of every pod.
 #[derive(Debug, Default)]
 pub struct PodState {
-    pods: HashMap<String, PodEntry>,
+    pods: HashMap<Arc<str>, PodEntry>,
+    interner: Interner,
     listed: bool,
     opts: StateOptions,
 }
@@ -131,9 +217,8 @@ impl PodState {
     /// An empty state.
     pub fn new(opts: StateOptions) -> Self {
         Self {
-            pods: HashMap::new(),
-            listed: false,
             opts,
+            ..Self::default()
         }
     }
 
@@ -152,6 +237,11 @@ impl PodState {
         self.pods.get(key)
     }
 
+    /// Distinct shared strings and owners held for the tracked pods.
+    pub fn interned(&self) -> usize {
+        self.interner.len()
+    }
+
     /// Whether the state was filled by a complete list.
     pub fn listed(&self) -> bool {
         self.listed
@@ -161,6 +251,13 @@ impl PodState {
     pub fn set_listed(&mut self) {
         self.listed = true;
     }
+
+    /// The shared copy of `key`: the existing map key, else a new allocation.
+    fn shared_key(&self, key: &str) -> Arc<str> {
+        self.pods
+            .get_key_value(key)
+            .map_or_else(|| Arc::from(key), |(k, _)| k.clone())
+    }
 }
 
 /// Applies a pod seen in a list or an ADDED/MODIFIED event and returns its transitions.
@@ -168,7 +265,14 @@ pub fn apply(state: &mut PodState, pod: &Pod, source: Source) -> Vec<PodChange> 
     let Some(key) = object_key(&pod.metadata) else {
         return Vec::new();
     };
-    let new = PodEntry::from_pod(pod);
+    let key = state.shared_key(&key);
+    let uid = pod
+        .metadata
+        .uid
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .map(|_| key.clone());
+    let new = PodEntry::build(pod, uid, &mut state.interner);
     let changes = match state.pods.get(&key) {
         Some(old) => diff(Some(old), &new, pod, None, &state.opts),
         None => {
@@ -186,7 +290,7 @@ pub fn delete(state: &mut PodState, pod: &Pod) -> Vec<PodChange> {
     let Some(key) = object_key(&pod.metadata) else {
         return Vec::new();
     };
-    let mut changes = match state.pods.remove(&key) {
+    let mut changes = match state.pods.remove(key.as_str()) {
         Some(old) => diff(Some(&old), &PodEntry::from_pod(pod), pod, None, &state.opts),
         None => Vec::new(),
     };
@@ -198,10 +302,10 @@ pub fn delete(state: &mut PodState, pod: &Pod) -> Vec<PodChange> {
 /// After a re-list: removes every pod whose key is not in `listed` and returns their entries
 /// (each one is a `Deleted`).
 pub fn remove_unlisted(state: &mut PodState, listed: &HashSet<String>) -> Vec<PodEntry> {
-    let gone: Vec<String> = state
+    let gone: Vec<Arc<str>> = state
         .pods
         .keys()
-        .filter(|k| !listed.contains(*k))
+        .filter(|k| !listed.contains(&***k))
         .cloned()
         .collect();
     gone.into_iter()
@@ -293,8 +397,8 @@ fn diff(
                 .filter(|p| Some(*p) != old.phase.as_ref())
             {
                 out.push(PodChange::PhaseChanged {
-                    from: old.phase.clone(),
-                    to: to.clone(),
+                    from: old.phase.as_deref().map(str::to_string),
+                    to: to.to_string(),
                     reason: non_empty(status.and_then(|s| s.reason.as_deref())),
                     message: non_empty(status.and_then(|s| s.message.as_deref())),
                 });
@@ -405,11 +509,11 @@ pub(crate) fn record(
         cluster: ctx.cluster.to_string(),
         observed_at: ctx.now,
         object: entry.object_ref(),
-        node: entry.node.clone(),
-        owner: entry.owner.clone(),
+        node: entry.node.as_deref().map(str::to_string),
+        owner: entry.owner.as_deref().cloned(),
         labels,
         body: RecordBody::Pod(PodTransition {
-            phase: entry.phase.clone(),
+            phase: entry.phase.as_deref().map(str::to_string),
             change,
         }),
     }
@@ -428,6 +532,10 @@ impl Tracker for PodState {
 
     fn set_listed(&mut self) {
         self.listed = true;
+    }
+
+    fn set_options(&mut self, opts: StateOptions) {
+        self.opts = opts;
     }
 
     fn apply(&mut self, obj: &Pod, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
@@ -452,7 +560,7 @@ impl Tracker for PodState {
     }
 
     fn keys(&self) -> Vec<String> {
-        self.pods.keys().cloned().collect()
+        self.pods.keys().map(|k| k.to_string()).collect()
     }
 
     fn export(&self, key: &str) -> Option<Vec<u8>> {
@@ -460,7 +568,18 @@ impl Tracker for PodState {
     }
 
     fn import(&mut self, key: String, bytes: &[u8]) -> Result<(), String> {
-        let entry: PodEntry = super::decode_entry(bytes)?;
+        let mut entry = self.interner.entry(super::decode_entry::<PodEntry>(bytes)?);
+        // The uid and the key are one allocation, as in `apply`.
+        let key: Arc<str> = match entry.uid.take() {
+            Some(uid) if *uid == *key => {
+                entry.uid = Some(uid.clone());
+                uid
+            }
+            other => {
+                entry.uid = other;
+                Arc::from(key)
+            }
+        };
         self.pods.insert(key, entry);
         Ok(())
     }
@@ -476,4 +595,111 @@ fn to_records(ctx: &RecordCtx<'_>, pod: &Pod, changes: Vec<PodChange>) -> Vec<Re
         .into_iter()
         .map(|c| record(ctx, &entry, labels.clone(), c))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ns: &str, name: &str, uid: &str, owner: &str, node: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "namespace": ns, "name": name, "uid": uid,
+                "ownerReferences": [{
+                    "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner,
+                    "uid": format!("{owner}-uid"), "controller": true
+                }]
+            },
+            "spec": {"nodeName": node, "containers": [{"name": "app"}]},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [{
+                    "name": "app", "ready": true, "restartCount": 0, "image": "i", "imageID": "",
+                    "state": {"running": {}}
+                }]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pods_share_their_common_strings() {
+        let mut st = PodState::new(StateOptions::default());
+        apply(
+            &mut st,
+            &pod("shop", "a", "u-a", "rs-1", "n1"),
+            Source::List,
+        );
+        apply(
+            &mut st,
+            &pod("shop", "b", "u-b", "rs-1", "n1"),
+            Source::List,
+        );
+        let (a, b) = (st.get("u-a").unwrap(), st.get("u-b").unwrap());
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(
+            a.owner.as_ref().unwrap(),
+            b.owner.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            a.node.as_ref().unwrap(),
+            b.node.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(&a.containers[0].name, &b.containers[0].name));
+        // The uid is the map key's allocation.
+        let (k, e) = st.pods.get_key_value("u-a").unwrap();
+        assert!(Arc::ptr_eq(k, e.uid.as_ref().unwrap()));
+    }
+
+    #[test]
+    fn the_interner_forgets_what_no_pod_uses() {
+        let mut st = PodState::new(StateOptions::default());
+        for i in 0..20_000 {
+            let p = pod(
+                "ns",
+                &format!("p{i}"),
+                &format!("u{i}"),
+                &format!("rs-{i}"),
+                "n",
+            );
+            apply(&mut st, &p, Source::Added);
+            delete(&mut st, &p);
+        }
+        assert!(st.is_empty());
+        // Each pod had its own owner; a sweep runs whenever the interner doubles.
+        assert!(
+            st.interned() < 2 * INTERNER_MIN_SWEEP + 8,
+            "{}",
+            st.interned()
+        );
+    }
+
+    #[test]
+    fn exported_state_is_plain_json_and_imports_shared() {
+        let mut st = PodState::new(StateOptions::default());
+        apply(
+            &mut st,
+            &pod("shop", "a", "u-a", "rs-1", "n1"),
+            Source::List,
+        );
+        let bytes = st.export("u-a").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        // The same JSON as when the fields were plain `String`s (stores written before load).
+        assert_eq!(v["namespace"], "shop");
+        assert_eq!(v["uid"], "u-a");
+        assert_eq!(v["owner"]["name"], "rs-1");
+        assert_eq!(v["containers"][0]["name"], "app");
+        let mut back = PodState::new(StateOptions::default());
+        back.import("u-a".into(), &bytes).unwrap();
+        back.import("u-b".into(), &bytes).unwrap();
+        assert_eq!(back.get("u-a"), st.get("u-a"));
+        let (a, b) = (back.get("u-a").unwrap(), back.get("u-b").unwrap());
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(
+            a.owner.as_ref().unwrap(),
+            b.owner.as_ref().unwrap()
+        ));
+        let (k, e) = back.pods.get_key_value("u-a").unwrap();
+        assert!(Arc::ptr_eq(k, e.uid.as_ref().unwrap()));
+    }
 }
