@@ -50,6 +50,27 @@ pub enum StoreError {
         /// The format byte found (0 when the value was empty).
         version: u8,
     },
+    /// The database was written by an older herald whose layout this build cannot read.
+    #[error(
+        "the store at {} has schema version {found}, this herald needs version {expected} \
+         (the record layout changed); move that directory away or delete it to start with an \
+         empty store",
+        path.display()
+    )]
+    OldSchema {
+        /// The sled database directory (`DATA_DIR/sled`).
+        path: PathBuf,
+        /// The version found.
+        found: u8,
+        /// The version this build writes.
+        expected: u8,
+    },
+    /// A stored value does not have the layout this build writes (damaged).
+    #[error("malformed value in tree {tree}")]
+    CorruptValue {
+        /// The tree it came from.
+        tree: &'static str,
+    },
     /// A stored key does not have the layout this build writes.
     #[error("malformed key in tree {tree}")]
     CorruptKey {

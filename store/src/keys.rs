@@ -19,9 +19,9 @@
 //!
 //! | tree | key |
 //! |---|---|
-//! | `records` | `id:u64` |
-//! | `records_by_time` | `observed_at:ts id:u64` |
-//! | `records_by_object` | `kind:str key:str observed_at:ts id:u64` |
+//! | `records` (blocks) | `'b' last_id:u64` -> a block of records (see `block.rs`) |
+//! | `records` (time index) | `'t' max_observed_at:ts last_id:u64` -> `min_observed_at:ts` |
+//! | `records` (object index) | `'o' kind:str key:str observed_at:ts id:u64` |
 //! | `incidents` | `incident_id` (raw) |
 //! | `incidents_by_time` | `first_seen:ts incident_id` (raw) |
 //! | `incidents_by_object` | `kind:str key:str first_seen:ts incident_id` (raw) |
@@ -132,7 +132,71 @@ pub(crate) fn object_prefix(kind: &str, key: &str) -> Vec<u8> {
     out
 }
 
-/// A `records_by_object` key: `kind:str key:str observed_at:ts id:u64`.
+/// Tag of the block entries in the `records` tree.
+pub(crate) const REC_BLOCK: u8 = b'b';
+/// Tag of the object index entries in the `records` tree.
+pub(crate) const REC_OBJECT: u8 = b'o';
+/// Tag of the sparse time index entries (one per block) in the `records` tree.
+pub(crate) const REC_TIME: u8 = b't';
+/// Width of a block key.
+pub(crate) const BLOCK_KEY_LEN: usize = 1 + U64_LEN;
+/// Width of a block time key.
+pub(crate) const BLOCK_TIME_KEY_LEN: usize = 1 + TS_LEN + U64_LEN;
+
+/// A block key: `'b' last_id:u64` (the highest record id in the block).
+pub(crate) fn block_key(last_id: u64) -> [u8; BLOCK_KEY_LEN] {
+    let mut out = [0u8; BLOCK_KEY_LEN];
+    out[0] = REC_BLOCK;
+    out[1..].copy_from_slice(&u64_key(last_id));
+    out
+}
+
+/// Decodes a block key.
+pub(crate) fn decode_block_key(b: &[u8]) -> Option<u64> {
+    match b.split_first() {
+        Some((&REC_BLOCK, rest)) => decode_u64(rest),
+        _ => None,
+    }
+}
+
+/// A block's time index key: `'t' max_observed_at:ts last_id:u64`.
+pub(crate) fn block_time_key(max_at: Timestamp, last_id: u64) -> [u8; BLOCK_TIME_KEY_LEN] {
+    let mut out = [0u8; BLOCK_TIME_KEY_LEN];
+    out[0] = REC_TIME;
+    out[1..1 + TS_LEN].copy_from_slice(&ts(max_at));
+    out[1 + TS_LEN..].copy_from_slice(&u64_key(last_id));
+    out
+}
+
+/// Decodes a block time key into `(max_observed_at, last_id)`.
+pub(crate) fn decode_block_time_key(b: &[u8]) -> Option<(Timestamp, u64)> {
+    if b.len() != BLOCK_TIME_KEY_LEN || b[0] != REC_TIME {
+        return None;
+    }
+    Some((decode_ts(&b[1..1 + TS_LEN])?, decode_u64(&b[1 + TS_LEN..])?))
+}
+
+/// The first key of the time index entries whose `max_observed_at` is at least `at`
+/// (`'t'` alone when `at` is `None`).
+pub(crate) fn block_time_start(at: Option<Timestamp>) -> Vec<u8> {
+    let mut out = vec![REC_TIME];
+    if let Some(at) = at {
+        out.extend_from_slice(&ts(at));
+    }
+    out
+}
+
+/// The prefix of every object index entry of one object in the `records` tree:
+/// `'o' kind:str key:str`.
+pub(crate) fn record_object_prefix(kind: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + kind.len() + key.len() + 4 + TS_LEN + U64_LEN);
+    out.push(REC_OBJECT);
+    push_str(&mut out, kind.as_bytes());
+    push_str(&mut out, key.as_bytes());
+    out
+}
+
+/// An object index key of the `records` tree: `'o' kind:str key:str observed_at:ts id:u64`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct ObjectRecordKey {
     /// Object kind (`ObjectKind::as_str`).
@@ -148,7 +212,7 @@ pub(crate) struct ObjectRecordKey {
 impl ObjectRecordKey {
     /// Encodes the key.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = object_prefix(&self.kind, &self.key);
+        let mut out = record_object_prefix(&self.kind, &self.key);
         out.extend_from_slice(&ts(self.at));
         out.extend_from_slice(&u64_key(self.id));
         out
@@ -161,6 +225,10 @@ impl ObjectRecordKey {
         reason = "the inverse of encode, exercised by the property tests"
     )]
     pub(crate) fn decode(b: &[u8]) -> Option<Self> {
+        let b = match b.split_first() {
+            Some((&REC_OBJECT, rest)) => rest,
+            _ => return None,
+        };
         let (kind, rest) = take_string(b)?;
         let (key, rest) = take_string(rest)?;
         if rest.len() != TS_LEN + U64_LEN {
@@ -173,22 +241,6 @@ impl ObjectRecordKey {
             id: decode_u64(&rest[TS_LEN..])?,
         })
     }
-}
-
-/// A `records_by_time` key: `observed_at:ts id:u64`.
-pub(crate) fn time_id_key(at: Timestamp, id: u64) -> [u8; TS_LEN + U64_LEN] {
-    let mut out = [0u8; TS_LEN + U64_LEN];
-    out[..TS_LEN].copy_from_slice(&ts(at));
-    out[TS_LEN..].copy_from_slice(&u64_key(id));
-    out
-}
-
-/// Decodes a `records_by_time` key.
-pub(crate) fn decode_time_id_key(b: &[u8]) -> Option<(Timestamp, u64)> {
-    if b.len() != TS_LEN + U64_LEN {
-        return None;
-    }
-    Some((decode_ts(&b[..TS_LEN])?, decode_u64(&b[TS_LEN..])?))
 }
 
 /// An `incidents_by_time` key: `first_seen:ts incident_id` (raw, final).
@@ -378,7 +430,7 @@ mod tests {
 
         #[test]
         fn object_prefix_matches_only_its_object(a in any_object_key(), b in any_object_key()) {
-            let prefix = object_prefix(&a.kind, &a.key);
+            let prefix = record_object_prefix(&a.kind, &a.key);
             let same = a.kind == b.kind && a.key == b.key;
             prop_assert_eq!(b.encode().starts_with(&prefix), same);
         }
@@ -387,7 +439,7 @@ mod tests {
         fn time_range_selects_exactly_the_window(
             k in any_object_key(), since in proptest::option::of(any_ts()),
             until in proptest::option::of(any_ts())) {
-            let prefix = object_prefix(&k.kind, &k.key);
+            let prefix = record_object_prefix(&k.kind, &k.key);
             let (lo, hi) = time_range(&prefix, since, until);
             let key = k.encode();
             let inside = (lo.as_ref(), hi.as_ref());
@@ -397,10 +449,41 @@ mod tests {
         }
 
         #[test]
-        fn time_id_key_round_trips_and_orders(a in any_ts(), ia in any::<u64>(),
-                                              b in any_ts(), ib in any::<u64>()) {
-            prop_assert_eq!(decode_time_id_key(&time_id_key(a, ia)), Some((a, ia)));
-            prop_assert_eq!(time_id_key(a, ia).cmp(&time_id_key(b, ib)), (a, ia).cmp(&(b, ib)));
+        fn block_keys_round_trip_and_order_by_id(a in any::<u64>(), b in any::<u64>()) {
+            prop_assert_eq!(decode_block_key(&block_key(a)), Some(a));
+            prop_assert_eq!(block_key(a).cmp(&block_key(b)), a.cmp(&b));
+        }
+
+        #[test]
+        fn block_time_keys_round_trip_and_order(a in any_ts(), ia in any::<u64>(),
+                                                b in any_ts(), ib in any::<u64>()) {
+            prop_assert_eq!(decode_block_time_key(&block_time_key(a, ia)), Some((a, ia)));
+            prop_assert_eq!(
+                block_time_key(a, ia).cmp(&block_time_key(b, ib)),
+                (a, ia).cmp(&(b, ib))
+            );
+            // the scan start for `since` admits exactly the blocks ending at or after it
+            let start = block_time_start(Some(b));
+            prop_assert_eq!(block_time_key(a, ia).as_slice() >= start.as_slice(), a >= b);
+            prop_assert!(block_time_key(a, ia).as_slice() >= block_time_start(None).as_slice());
+        }
+
+        #[test]
+        fn record_key_spaces_never_mix(k in any_object_key(), id in any::<u64>(), at in any_ts()) {
+            // the three kinds of entries of the records tree are told apart by their tag
+            let object = k.encode();
+            let block = block_key(id);
+            let time = block_time_key(at, id);
+            prop_assert_eq!(decode_block_key(&object), None);
+            prop_assert_eq!(decode_block_time_key(&object), None);
+            prop_assert_eq!(ObjectRecordKey::decode(&block), None);
+            prop_assert_eq!(ObjectRecordKey::decode(&time), None);
+            prop_assert_eq!(decode_block_key(&time), None);
+            prop_assert_eq!(decode_block_time_key(&block), None);
+            // every block key sorts within the block range, below the object and time entries
+            prop_assert!(block.as_slice() <= block_key(u64::MAX).as_slice());
+            prop_assert!(block.as_slice() < object.as_slice());
+            prop_assert!(object.as_slice() < time.as_slice());
         }
 
         #[test]

@@ -2,7 +2,8 @@
 //!
 //! [`Store`] owns one sled database in `DATA_DIR/sled/` and persists, with their indexes:
 //!
-//! - **records** (what the watcher observed), indexed by time and by object;
+//! - **records** (what the watcher observed), in blocks of the records appended together, with a
+//!   sparse time index (one entry per block) and an object index (one entry per record);
 //! - **incidents** (upserted on every transition), their **change log**, and indexes by first
 //!   seen, by object (subject and affected objects) and by open state;
 //! - **watch checkpoints**, one per resource, and the watcher's compact per-object state
@@ -11,10 +12,12 @@
 //!   **delivery attempt**;
 //! - **retention** ([`Store::prune`]) and **stats**.
 //!
-//! It stores and indexes; it never interprets records or decides anything. Each write that
-//! touches several trees (a value and its index entries) is one sled transaction, so a crash never
+//! It stores and indexes; it never interprets records or decides anything. A value and its index
+//! entries are written atomically: records and their indexes share one tree and are written by one
+//! `apply_batch`; other writes that touch several trees are one sled transaction. So a crash never
 //! leaves an index entry without its value or the other way round. Keys are built in `keys.rs`
-//! (order-preserving, see there), values in `codec.rs` (format byte + JSON).
+//! (order-preserving, see there), values in `codec.rs` (format byte + JSON), record blocks in
+//! `block.rs`.
 //!
 //! Durability: sled flushes its log every 500 ms and on [`Store::flush`]. The log is recovered as
 //! a prefix, so after a crash the store holds everything written before some point: if a
@@ -24,6 +27,7 @@
 //! [`Store::open`] (from another process, or from the same one while the first is open) fails
 //! with [`StoreError::Locked`].
 
+mod block;
 mod codec;
 mod error;
 mod incidents;
@@ -49,12 +53,10 @@ pub use retention::PruneStats;
 mod tree {
     /// Settings of the database itself (schema version).
     pub const META: &str = "meta";
-    /// Record id -> record.
+    /// Records and their indexes, told apart by a tag byte (see `keys.rs`): blocks of records
+    /// by last id, the time index by (latest observed_at, last id), the object index by
+    /// (kind, key, observed_at, id).
     pub const RECORDS: &str = "records";
-    /// (observed_at, id) -> ().
-    pub const RECORDS_BY_TIME: &str = "records_by_time";
-    /// (kind, key, observed_at, id) -> ().
-    pub const RECORDS_BY_OBJECT: &str = "records_by_object";
     /// Incident id -> incident (latest state).
     pub const INCIDENTS: &str = "incidents";
     /// (first_seen, incident id) -> ().
@@ -91,13 +93,30 @@ mod tree {
 /// The subdirectory of the data directory that holds the sled database.
 pub const DB_DIR: &str = "sled";
 
-/// Version of the tree layout and key encoding, kept in the `meta` tree.
-const SCHEMA_VERSION: u8 = 1;
+/// Version of the tree layout and key encoding, kept in the `meta` tree. 2: records in blocks,
+/// with their indexes in the same tree (1: one tree per record index).
+const SCHEMA_VERSION: u8 = 2;
 const SCHEMA_KEY: &[u8] = b"schema";
 
-/// sled page cache size. sled's default (1 GiB) is too much for a cluster add-on; lookups are
-/// mostly recent records and index scans, which a smaller cache serves well.
-const CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
+/// Default sled page cache size, [`StoreOptions::cache_capacity_bytes`]. sled's default (1 GiB)
+/// is too much for a cluster add-on; lookups are mostly recent records and index scans, which a
+/// smaller cache serves well.
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
+
+/// How to open a [`Store`] ([`Store::open_with`]); [`Store::open`] uses the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Upper bound of sled's page cache in bytes (default [`DEFAULT_CACHE_CAPACITY_BYTES`]).
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
+        }
+    }
+}
 
 /// The persistent store. Cheap to clone (shared handles); safe to use from many threads.
 #[derive(Clone)]
@@ -109,8 +128,6 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     records: sled::Tree,
-    records_by_time: sled::Tree,
-    records_by_object: sled::Tree,
     incidents: sled::Tree,
     incidents_by_time: sled::Tree,
     incidents_by_object: sled::Tree,
@@ -209,13 +226,18 @@ impl Store {
     /// running service, or this process while an earlier `Store` on `dir` is still alive), so a
     /// CLI can fall back to asking the service.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Like [`Store::open`], with `options` (such as the page cache size).
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
         let db = sled::Config::new()
             .path(dir.join(DB_DIR))
-            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .cache_capacity(options.cache_capacity_bytes)
             .open()
             .map_err(|e| {
                 if is_lock_error(&e) {
@@ -227,13 +249,11 @@ impl Store {
                     StoreError::Sled(e)
                 }
             })?;
-        check_schema(&db)?;
+        check_schema(&db, dir)?;
         let open = |name: &str| db.open_tree(name);
         let inner = Inner {
             path: dir.to_path_buf(),
             records: open(tree::RECORDS)?,
-            records_by_time: open(tree::RECORDS_BY_TIME)?,
-            records_by_object: open(tree::RECORDS_BY_OBJECT)?,
             incidents: open(tree::INCIDENTS)?,
             incidents_by_time: open(tree::INCIDENTS_BY_TIME)?,
             incidents_by_object: open(tree::INCIDENTS_BY_OBJECT)?,
@@ -254,6 +274,7 @@ impl Store {
         tracing::info!(
             path = %dir.display(),
             recovered = inner.db.was_recovered(),
+            cache_capacity_bytes = options.cache_capacity_bytes,
             "store opened"
         );
         Ok(Store {
@@ -273,8 +294,6 @@ impl Store {
         let mut trees = BTreeMap::new();
         for (name, t) in [
             (tree::RECORDS, &i.records),
-            (tree::RECORDS_BY_TIME, &i.records_by_time),
-            (tree::RECORDS_BY_OBJECT, &i.records_by_object),
             (tree::INCIDENTS, &i.incidents),
             (tree::INCIDENTS_BY_TIME, &i.incidents_by_time),
             (tree::INCIDENTS_BY_OBJECT, &i.incidents_by_object),
@@ -298,7 +317,7 @@ impl Store {
         }
         let n = |name: &str| trees.get(name).copied().unwrap_or(0);
         Ok(StoreStats {
-            records: n(tree::RECORDS),
+            records: self.count_records(),
             incidents: n(tree::INCIDENTS),
             open_incidents: n(tree::INCIDENTS_OPEN),
             incident_changes: n(tree::INCIDENT_CHANGES),
@@ -332,8 +351,9 @@ fn is_lock_error(e: &sled::Error) -> bool {
     }
 }
 
-/// Records the schema version in a new database; refuses a database of another version.
-fn check_schema(db: &sled::Db) -> Result<(), StoreError> {
+/// Records the schema version in a new database; refuses a database of another version (an
+/// older one with [`StoreError::OldSchema`], which names the fix).
+fn check_schema(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
     let meta = db.open_tree(tree::META)?;
     match meta.compare_and_swap(
         SCHEMA_KEY,
@@ -343,6 +363,11 @@ fn check_schema(db: &sled::Db) -> Result<(), StoreError> {
         Ok(()) => Ok(()),
         Err(cas) => match cas.current.as_deref() {
             Some([SCHEMA_VERSION]) => Ok(()),
+            Some(&[old]) if old < SCHEMA_VERSION => Err(StoreError::OldSchema {
+                path: dir.join(DB_DIR),
+                found: old,
+                expected: SCHEMA_VERSION,
+            }),
             other => Err(StoreError::UnsupportedFormat {
                 what: "database schema",
                 version: other.and_then(|v| v.first().copied()).unwrap_or(0),
@@ -393,5 +418,53 @@ mod tests {
             Store::open(dir.path()),
             Err(StoreError::UnsupportedFormat { version: 9, .. })
         ));
+    }
+
+    #[test]
+    fn an_older_schema_is_refused_naming_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join(DB_DIR))
+                .open()
+                .unwrap();
+            db.open_tree(tree::META)
+                .unwrap()
+                .insert(SCHEMA_KEY, &[1u8][..])
+                .unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::OldSchema {
+                found: 1,
+                expected: SCHEMA_VERSION,
+                ..
+            }
+        ));
+        let text = err.to_string();
+        assert!(text.contains("schema version 1"), "{text}");
+        assert!(
+            text.contains(&dir.path().join(DB_DIR).display().to_string()),
+            "{text}"
+        );
+        assert!(
+            text.contains("move that directory away or delete it"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_cache_size_is_an_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            cache_capacity_bytes: 8 * 1024 * 1024,
+        };
+        let store = Store::open_with(dir.path(), &options).unwrap();
+        assert_eq!(store.stats().unwrap().records, 0);
+        assert_eq!(
+            StoreOptions::default().cache_capacity_bytes,
+            DEFAULT_CACHE_CAPACITY_BYTES
+        );
     }
 }

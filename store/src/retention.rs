@@ -11,9 +11,6 @@ use crate::incidents::{ended_at, incident_object_keys};
 use crate::keys;
 use crate::{Store, StoreError, abort, tree, tx_error};
 
-/// Records deleted per transaction: bounds the memory and lock time of one prune step.
-const PRUNE_CHUNK: usize = 1024;
-
 /// What [`Store::prune`] deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneStats {
@@ -37,27 +34,14 @@ impl Store {
     ///   index entries, change log, notifications and delivery attempts. Open incidents are
     ///   kept however old, and so are their notifications.
     ///
-    /// Works in steps (a chunk of records, or one incident with its dependants, per
-    /// transaction), so it can run while the service writes and an interruption leaves no
+    /// Works in steps (one block of records, or one incident with its dependants, per
+    /// atomic write), so it can run while the service writes and an interruption leaves no
     /// dangling index entry; running it again finishes the job.
     pub fn prune(&self, older_than: Timestamp) -> Result<PruneStats, StoreError> {
         let mut stats = PruneStats::default();
         let cutoff = keys::ts(older_than).to_vec();
 
-        loop {
-            let chunk = self
-                .inner
-                .records_by_time
-                .range::<Vec<u8>, _>((Bound::Unbounded, Bound::Excluded(cutoff.clone())))
-                .keys()
-                .take(PRUNE_CHUNK)
-                .map(|k| k.map(|k| k.to_vec()))
-                .collect::<Result<Vec<_>, _>>()?;
-            if chunk.is_empty() {
-                break;
-            }
-            stats.records += self.remove_records(&chunk)?;
-        }
+        stats.records = self.prune_records(older_than)?;
 
         // Any incident that ended before the cutoff was first seen before it.
         let candidates = self
