@@ -2,8 +2,15 @@
 //! (`opened`, `updated`, `resolved`) produced while handling one call. It owns the debounce of
 //! `updated`: rules only say that an incident changed materially; the book announces it at most
 //! once per `update_interval`.
+//!
+//! The book is indexed so that no call costs time proportional to all open incidents: per rule
+//! the open incidents by fingerprint and by `last_seen` (a quiet-period sweep reads only the
+//! incidents whose quiet period is over), and a queue of the materially changed incidents by
+//! the instant their `updated` is due. [`Book::reference`] builds a book whose rules sweep
+//! everything on every call instead, the plain algorithm the tests compare the indexed one with.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use herald_core::{
     Incident, IncidentChange, IncidentState, ObjectRef, RecordId, Timestamp, Transition,
@@ -25,14 +32,36 @@ struct Tracked {
     announced_at: Timestamp,
     /// Whether it changed materially since it was last announced.
     dirty: bool,
+    /// Its rule's index in [`Book::rules`].
+    slot: usize,
+}
+
+/// The open incidents of one rule.
+#[derive(Debug, Clone, Default)]
+struct RuleIndex {
+    /// Fingerprints, in order.
+    fingerprints: BTreeSet<String>,
+    /// `(last_seen, fingerprint)`, oldest first: the order in which quiet periods end.
+    by_last_seen: BTreeSet<(Timestamp, String)>,
 }
 
 /// Open incidents and pending transitions.
 #[derive(Debug, Clone)]
 pub(crate) struct Book {
     open: BTreeMap<String, Tracked>,
+    /// Rule names to their index in `rules`; a rule keeps its index for the book's life.
+    slots: BTreeMap<String, usize>,
+    /// The open incidents of each rule.
+    rules: Vec<RuleIndex>,
+    /// `(due, fingerprint)` of incidents that changed materially: their `updated` is due at
+    /// `announced_at + update_interval`. Entries of incidents announced or resolved since are
+    /// skipped when they come up (lazy invalidation).
+    updates_due: BinaryHeap<Reverse<(Timestamp, String)>>,
     changes: Vec<IncidentChange>,
     update_interval: SignedDuration,
+    /// Rules sweep all their state on every call instead of only what is due (the reference
+    /// algorithm, for tests).
+    full_sweep: bool,
     /// What pod records told about live pods (node, owner, labels), for every rule.
     pub(crate) pods: PodIndex,
 }
@@ -42,9 +71,59 @@ impl Book {
     pub(crate) fn new(update_interval: SignedDuration) -> Self {
         Self {
             open: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            rules: Vec::new(),
+            updates_due: BinaryHeap::new(),
             changes: Vec::new(),
             update_interval,
+            full_sweep: false,
             pods: PodIndex::default(),
+        }
+    }
+
+    /// An empty book whose timers are swept in full on every call: every open incident is
+    /// checked for its quiet period and its debounced update, and rules check all their state.
+    /// Slow (rules x open incidents per call) and meant as the reference the indexed timers
+    /// are tested against.
+    pub(crate) fn reference(update_interval: SignedDuration) -> Self {
+        Self {
+            full_sweep: true,
+            ..Self::new(update_interval)
+        }
+    }
+
+    /// Whether rules should sweep all their state on every call (see [`Book::reference`]).
+    pub(crate) fn full_sweep(&self) -> bool {
+        self.full_sweep
+    }
+
+    /// The index of `rule` in `rules`, added when new.
+    fn slot(&mut self, rule: &str) -> usize {
+        if let Some(&slot) = self.slots.get(rule) {
+            return slot;
+        }
+        let slot = self.rules.len();
+        self.rules.push(RuleIndex::default());
+        self.slots.insert(rule.to_string(), slot);
+        slot
+    }
+
+    /// Adds an open incident to its rule's index; returns the rule's slot.
+    fn index(&mut self, incident: &Incident) -> usize {
+        let slot = self.slot(&incident.rule);
+        let idx = &mut self.rules[slot];
+        idx.fingerprints.insert(incident.fingerprint.clone());
+        idx.by_last_seen
+            .insert((incident.last_seen, incident.fingerprint.clone()));
+        slot
+    }
+
+    /// Removes an incident from its rule's index.
+    fn unindex(&mut self, t: &Tracked) {
+        if let Some(idx) = self.rules.get_mut(t.slot) {
+            idx.fingerprints.remove(&t.incident.fingerprint);
+            idx.by_last_seen
+                .remove(&(t.incident.last_seen, t.incident.fingerprint.clone()));
         }
     }
 
@@ -58,32 +137,86 @@ impl Book {
         self.open.contains_key(fingerprint)
     }
 
+    /// How many incidents are open.
+    pub(crate) fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
     /// Every open incident, by fingerprint.
     pub(crate) fn incidents(&self) -> impl Iterator<Item = &Incident> {
         self.open.values().map(|t| &t.incident)
     }
 
-    /// Fingerprints of the open incidents of `rule`.
-    pub(crate) fn fingerprints_of(&self, rule: &str) -> Vec<String> {
-        self.open
-            .values()
-            .filter(|t| t.incident.rule == rule)
-            .map(|t| t.incident.fingerprint.clone())
-            .collect()
+    /// The open incidents of `rule`, by fingerprint.
+    pub(crate) fn incidents_of<'a>(&'a self, rule: &str) -> impl Iterator<Item = &'a Incident> {
+        self.slots
+            .get(rule)
+            .and_then(|&slot| self.rules.get(slot))
+            .into_iter()
+            .flat_map(|idx| idx.fingerprints.iter())
+            .filter_map(|fp| self.get(fp))
+    }
+
+    /// Fingerprints of the open incidents of `rule` whose quiet period of `quiet` after their
+    /// `last_seen` is over at `now`, in fingerprint order. Reads only those incidents (plus
+    /// one), or every open incident in a [reference](Book::reference) book. `slot` is the
+    /// caller's cache of the rule's place in the book (`None` at first), so that the usual
+    /// call, with nothing due, costs no lookup by name.
+    pub(crate) fn quiet_over(
+        &mut self,
+        slot: &mut Option<usize>,
+        rule: &str,
+        quiet: SignedDuration,
+        now: Timestamp,
+    ) -> Vec<String> {
+        let over =
+            |last_seen: Timestamp| now >= last_seen.saturating_add(quiet).unwrap_or(last_seen);
+        if self.full_sweep {
+            return self
+                .open
+                .values()
+                .filter(|t| t.incident.rule == rule && over(t.incident.last_seen))
+                .map(|t| t.incident.fingerprint.clone())
+                .collect();
+        }
+        let index = match *slot {
+            Some(i) => i,
+            None => {
+                let i = self.slot(rule);
+                *slot = Some(i);
+                i
+            }
+        };
+        let Some(idx) = self.rules.get(index) else {
+            return Vec::new();
+        };
+        let mut due: Vec<String> = idx
+            .by_last_seen
+            .iter()
+            .take_while(|(last_seen, _)| over(*last_seen))
+            .map(|(_, fp)| fp.clone())
+            .collect();
+        due.sort();
+        due
     }
 
     /// Adds an incident restored from the store without announcing it. Returns the incident it
     /// displaced, if one with the same fingerprint was already there.
     pub(crate) fn insert_restored(&mut self, incident: Incident) -> Option<Incident> {
-        let announced_at = incident.last_seen;
+        let displaced = self.open.remove(&incident.fingerprint);
+        if let Some(d) = &displaced {
+            self.unindex(d);
+        }
+        let slot = self.index(&incident);
         let tracked = Tracked {
+            announced_at: incident.last_seen,
             incident,
-            announced_at,
             dirty: false,
+            slot,
         };
         self.open
-            .insert(tracked.incident.fingerprint.clone(), tracked)
-            .map(|t| t.incident)
+            .insert(tracked.incident.fingerprint.clone(), tracked);
+        displaced.map(|t| t.incident)
     }
 
     /// Opens `incident` (announced as `opened` at `now`). An incident already open under the
@@ -108,12 +241,14 @@ impl Book {
             at: now,
             incident: incident.clone(),
         });
+        let slot = self.index(&incident);
         self.open.insert(
             incident.fingerprint.clone(),
             Tracked {
                 incident,
                 announced_at: now,
                 dirty: false,
+                slot,
             },
         );
     }
@@ -125,15 +260,28 @@ impl Book {
         fingerprint: &str,
         f: impl FnOnce(&mut Incident) -> bool,
     ) -> bool {
-        match self.open.get_mut(fingerprint) {
-            Some(t) => {
-                if f(&mut t.incident) {
-                    t.dirty = true;
-                }
-                true
-            }
-            None => false,
+        let Some(t) = self.open.get_mut(fingerprint) else {
+            return false;
+        };
+        let last_seen = t.incident.last_seen;
+        if f(&mut t.incident) && !t.dirty {
+            t.dirty = true;
+            let due = t
+                .announced_at
+                .saturating_add(self.update_interval)
+                .unwrap_or(t.announced_at);
+            self.updates_due
+                .push(Reverse((due, fingerprint.to_string())));
         }
+        if t.incident.last_seen != last_seen {
+            let seen = t.incident.last_seen;
+            if let Some(idx) = self.rules.get_mut(t.slot) {
+                idx.by_last_seen
+                    .remove(&(last_seen, fingerprint.to_string()));
+                idx.by_last_seen.insert((seen, fingerprint.to_string()));
+            }
+        }
+        true
     }
 
     /// Resolves the open incident `fingerprint`: it ended at `ended` (stored as `resolved_at`)
@@ -143,6 +291,7 @@ impl Book {
         let Some(t) = self.open.remove(fingerprint) else {
             return false;
         };
+        self.unindex(&t);
         let mut incident = t.incident;
         incident.state = IncidentState::Resolved;
         incident.resolved_at = Some(ended.max(incident.first_seen));
@@ -163,8 +312,28 @@ impl Book {
 
     /// Announces `updated` for every materially changed incident last announced at least
     /// `update_interval` ago.
+    /// Reads only the incidents whose update is due, or every open incident in a
+    /// [reference](Book::reference) book; either way they are announced in fingerprint order.
     pub(crate) fn flush_updates(&mut self, now: Timestamp) {
-        for t in self.open.values_mut() {
+        let mut due: Vec<String> = Vec::new();
+        if self.full_sweep {
+            self.updates_due.clear();
+            due.extend(self.open.keys().cloned());
+        } else {
+            while let Some(Reverse((at, _))) = self.updates_due.peek()
+                && *at <= now
+            {
+                if let Some(Reverse((_, fp))) = self.updates_due.pop() {
+                    due.push(fp);
+                }
+            }
+            due.sort();
+            due.dedup();
+        }
+        for fp in due {
+            let Some(t) = self.open.get_mut(&fp) else {
+                continue;
+            };
             let due = t
                 .announced_at
                 .saturating_add(self.update_interval)

@@ -36,6 +36,18 @@ impl Classifier {
         }
     }
 
+    /// A classifier like [`new`](Self::new) whose timers sweep every open incident and all of
+    /// each rule's state on every call instead of reading only what is due: the plain
+    /// algorithm, slow (rules x open incidents per record), kept as the reference the indexed
+    /// timers are tested against. It produces exactly the same transitions.
+    #[doc(hidden)]
+    pub fn reference(cfg: ClassifierConfig) -> Self {
+        Self {
+            book: Book::reference(signed(cfg.update_interval)),
+            ..Self::new(cfg)
+        }
+    }
+
     /// Takes over the incidents that were open before a restart (from the store), so nothing
     /// re-alerts and nothing is forgotten: records supporting them update them instead of
     /// opening new ones, and their timers (quiet periods) continue from their `last_seen`.
@@ -113,6 +125,11 @@ impl Classifier {
         let mut open: Vec<&Incident> = self.book.incidents().chain(self.orphans.iter()).collect();
         open.sort_by(|a, b| (&a.fingerprint, &a.id).cmp(&(&b.fingerprint, &b.id)));
         open
+    }
+
+    /// How many incidents are open (cheaper than [`open_incidents`](Self::open_incidents)).
+    pub fn open_count(&self) -> usize {
+        self.book.open_count() + self.orphans.len()
     }
 
     /// Moves the classifier's clock to `now`, never backwards.

@@ -5,6 +5,7 @@
 //! namespace globs, label globs, message regex, minimum Event count; then a count threshold
 //! within a window, `for`, severity, grouping keys and a summary template. See docs/rules.md.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -487,13 +488,12 @@ fn placeholders(template: &str) -> Vec<String> {
     out
 }
 
-/// What a record says, for matching: kind, reason, message, container, restarts, weight,
+/// What a record says, for matching: reason, message, container, restarts, weight,
 /// Event count.
 struct Facts<'a> {
-    kind: &'static str,
-    reason: String,
+    reason: Cow<'a, str>,
     message: &'a str,
-    container: Option<String>,
+    container: Option<&'a str>,
     restarts: Option<u32>,
     weight: u64,
     count: u32,
@@ -502,8 +502,7 @@ struct Facts<'a> {
 
 fn facts(record: &Record) -> Facts<'_> {
     let mut f = Facts {
-        kind: record.kind_name(),
-        reason: String::new(),
+        reason: Cow::Borrowed(""),
         message: "",
         container: None,
         restarts: None,
@@ -513,7 +512,7 @@ fn facts(record: &Record) -> Facts<'_> {
     };
     match &record.body {
         RecordBody::Event(e) => {
-            f.reason.clone_from(&e.reason);
+            f.reason = Cow::Borrowed(&e.reason);
             f.message = &e.message;
             f.weight = u64::from(e.count_delta.max(1));
             f.count = e.count;
@@ -521,11 +520,11 @@ fn facts(record: &Record) -> Facts<'_> {
             f.container = e.field_path.as_deref().and_then(|p| {
                 let s = p.find('{')? + 1;
                 let end = p[s..].find('}')? + s;
-                Some(p[s..end].to_string())
+                Some(&p[s..end])
             });
         }
         RecordBody::Pod(p) => match &p.change {
-            PodChange::Created => f.reason = "Created".into(),
+            PodChange::Created => f.reason = Cow::Borrowed("Created"),
             PodChange::ContainerTerminated {
                 container,
                 reason,
@@ -533,9 +532,9 @@ fn facts(record: &Record) -> Facts<'_> {
                 restart_count,
                 ..
             } => {
-                f.reason = reason.clone().unwrap_or_else(|| "Terminated".into());
+                f.reason = Cow::Borrowed(reason.as_deref().unwrap_or("Terminated"));
                 f.message = message.as_deref().unwrap_or_default();
-                f.container = Some(container.clone());
+                f.container = Some(container);
                 f.restarts = Some(*restart_count);
             }
             PodChange::ContainerWaiting {
@@ -545,9 +544,9 @@ fn facts(record: &Record) -> Facts<'_> {
                 restart_count,
                 ..
             } => {
-                f.reason.clone_from(reason);
+                f.reason = Cow::Borrowed(reason);
                 f.message = message.as_deref().unwrap_or_default();
-                f.container = Some(container.clone());
+                f.container = Some(container);
                 f.restarts = Some(*restart_count);
             }
             PodChange::PhaseChanged {
@@ -556,29 +555,29 @@ fn facts(record: &Record) -> Facts<'_> {
                 message,
                 ..
             } => {
-                f.reason = reason.clone().unwrap_or_else(|| to.clone());
+                f.reason = Cow::Borrowed(reason.as_deref().unwrap_or(to));
                 f.message = message.as_deref().unwrap_or_default();
             }
             PodChange::Evicted { message } => {
-                f.reason = "Evicted".into();
+                f.reason = Cow::Borrowed("Evicted");
                 f.message = message;
             }
-            PodChange::DeletionRequested => f.reason = "DeletionRequested".into(),
-            PodChange::Deleted => f.reason = "Deleted".into(),
+            PodChange::DeletionRequested => f.reason = Cow::Borrowed("DeletionRequested"),
+            PodChange::Deleted => f.reason = Cow::Borrowed("Deleted"),
         },
         RecordBody::Node(n) => match &n.change {
-            NodeChange::Created => f.reason = "Created".into(),
+            NodeChange::Created => f.reason = Cow::Borrowed("Created"),
             NodeChange::ConditionChanged {
                 condition,
                 to,
                 message,
                 ..
             } => {
-                f.reason = format!("{condition}={to}");
+                f.reason = Cow::Owned(format!("{condition}={to}"));
                 f.message = message.as_deref().unwrap_or_default();
             }
-            NodeChange::Rebooted { .. } => f.reason = "Rebooted".into(),
-            NodeChange::Deleted => f.reason = "Deleted".into(),
+            NodeChange::Rebooted { .. } => f.reason = Cow::Borrowed("Rebooted"),
+            NodeChange::Deleted => f.reason = Cow::Borrowed("Deleted"),
         },
     }
     f
@@ -586,11 +585,11 @@ fn facts(record: &Record) -> Facts<'_> {
 
 impl Match for YamlMatch {
     fn signal(&self, record: &Record, pods: &PodIndex) -> Option<Signal> {
-        let f = facts(record);
-        if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k == f.kind) {
+        if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k == record.kind_name()) {
             return None;
         }
-        if !self.reasons.is_empty() && !self.reasons.contains(&f.reason) {
+        let f = facts(record);
+        if !self.reasons.is_empty() && !self.reasons.iter().any(|r| *r == f.reason) {
             return None;
         }
         if let Some(t) = &self.event_type
@@ -646,8 +645,8 @@ impl Match for YamlMatch {
             return None;
         }
         Some(Signal {
-            reason: f.reason,
-            container: f.container,
+            reason: f.reason.into_owned(),
+            container: f.container.map(str::to_string),
             restarts: f.restarts,
             weight: f.weight,
             message: f.message.to_string(),

@@ -15,7 +15,8 @@
 //!   more than `window` before the storm's first eviction;
 //! - evictions that joined a storm never count towards another one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use herald_core::{
     ObjectKind, ObjectRef, PodChange, Record, RecordBody, RecordId, Severity, Timestamp,
@@ -119,6 +120,11 @@ pub(crate) struct EvictionStorm {
     /// Recent evictions by node, kept `window + quiet` after they happened (longer while their
     /// storm is open) so late duplicates are recognised.
     nodes: BTreeMap<String, Vec<Eviction>>,
+    /// `(eviction time, key)` of every eviction kept in `nodes`, earliest first: the keys
+    /// whose lists may hold an eviction to forget.
+    expiries: BinaryHeap<Reverse<(Timestamp, String)>>,
+    /// This rule's place in the book (see [`Book::quiet_over`]).
+    slot: Option<usize>,
 }
 
 impl EvictionStorm {
@@ -130,6 +136,8 @@ impl EvictionStorm {
             quiet: signed(cfg.quiet),
             severity: cfg.severity,
             nodes: BTreeMap::new(),
+            expiries: BinaryHeap::new(),
+            slot: None,
         }
     }
 
@@ -181,6 +189,7 @@ impl EvictionStorm {
             cluster: record.cluster.clone(),
             claimed: false,
         });
+        self.expiries.push(Reverse((at, node.to_string())));
         tracing::debug!(rule = RULE, node, pod = %pod.key(), "pod evicted");
 
         let window = self.window;
@@ -211,9 +220,9 @@ impl EvictionStorm {
             };
             let covered = !narrower.is_empty()
                 && members.iter().all(|&m| {
-                    book.incidents().any(|i| {
-                        narrower.contains(&i.rule.as_str())
-                            && i.objects.iter().any(|o| same_object(o, &evictions[m].pod))
+                    narrower.iter().any(|rule| {
+                        book.incidents_of(rule)
+                            .any(|i| i.objects.iter().any(|o| same_object(o, &evictions[m].pod)))
                     })
                 });
             if covered {
@@ -369,23 +378,46 @@ impl Rule for EvictionStorm {
     }
 
     fn on_time(&mut self, now: Timestamp, book: &mut Book) {
-        for fp in book.fingerprints_of(self.scope.rule()) {
-            let quiet_until = book.get(&fp).map(|i| {
-                i.last_seen
-                    .saturating_add(self.quiet)
-                    .unwrap_or(i.last_seen)
-            });
-            if quiet_until.is_some_and(|t| now >= t) {
-                book.resolve(&fp, now, now);
-            }
+        let rule = self.scope.rule();
+        let resolved = book.quiet_over(&mut self.slot, rule, self.quiet, now);
+        for fp in &resolved {
+            book.resolve(fp, now, now);
         }
         let keep = self.window.saturating_add(self.quiet);
         let horizon = now.saturating_sub(keep).unwrap_or(now);
-        self.nodes.retain(|node, evictions| {
-            let open = book.is_open(&self.scope.fingerprint(node));
+        let scope = self.scope;
+        let forget = |node: &str, evictions: &mut Vec<Eviction>| {
+            let open = book.is_open(&scope.fingerprint(node));
             evictions.retain(|e| e.at >= horizon || (open && e.claimed));
             !evictions.is_empty()
-        });
+        };
+        if book.full_sweep() {
+            self.expiries.clear();
+            self.nodes.retain(|node, evictions| forget(node, evictions));
+            return;
+        }
+        // Only keys holding an eviction older than the horizon can change: those of the
+        // evictions that just passed it, and those whose storm just resolved (their claimed
+        // evictions were kept while it was open).
+        let mut keys: BTreeSet<String> = resolved
+            .iter()
+            .filter_map(|fp| fp.strip_prefix(rule)?.strip_prefix('/'))
+            .map(str::to_string)
+            .collect();
+        while let Some(Reverse((at, _))) = self.expiries.peek()
+            && *at < horizon
+        {
+            if let Some(Reverse((_, key))) = self.expiries.pop() {
+                keys.insert(key);
+            }
+        }
+        for key in keys {
+            if let Some(evictions) = self.nodes.get_mut(&key)
+                && !forget(&key, evictions)
+            {
+                self.nodes.remove(&key);
+            }
+        }
     }
 
     fn restore(&mut self, incident: &herald_core::Incident) {
@@ -395,7 +427,7 @@ impl Rule for EvictionStorm {
             Scope::Cluster => Some(incident.cluster.clone()),
         }
         .unwrap_or_else(|| incident.subject.name.clone());
-        let evictions = self.nodes.entry(node).or_default();
+        let evictions = self.nodes.entry(node.clone()).or_default();
         for pod in &incident.objects {
             if !evictions.iter().any(|e| e.same_pod(pod)) {
                 evictions.push(Eviction {
@@ -406,6 +438,8 @@ impl Rule for EvictionStorm {
                     cluster: incident.cluster.clone(),
                     claimed: true,
                 });
+                self.expiries
+                    .push(Reverse((incident.last_seen, node.clone())));
             }
         }
     }

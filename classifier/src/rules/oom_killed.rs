@@ -5,7 +5,8 @@
 //! from node-problem-detector, `SystemOOM` from the kubelet) are folded into the incident as
 //! supporting records and never open one.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use herald_core::{ObjectKind, PodChange, Record, RecordBody, RecordId, Severity, Timestamp};
 use jiff::SignedDuration;
@@ -45,6 +46,10 @@ pub(crate) struct OomKilled {
     /// Recent node OOM Events by node, kept for [`FOLD_WINDOW`] so a container kill seen after
     /// its node Event still picks it up.
     node_ooms: BTreeMap<String, Vec<NodeOom>>,
+    /// `(time, node)` of every node OOM Event kept in `node_ooms`, earliest first.
+    expiries: BinaryHeap<Reverse<(Timestamp, String)>>,
+    /// This rule's place in the book (see [`Book::quiet_over`]).
+    slot: Option<usize>,
 }
 
 impl OomKilled {
@@ -53,6 +58,8 @@ impl OomKilled {
             severity: cfg.severity,
             resolve_after: signed(cfg.resolve_after),
             node_ooms: BTreeMap::new(),
+            expiries: BinaryHeap::new(),
+            slot: None,
         }
     }
 
@@ -161,8 +168,8 @@ impl OomKilled {
             return;
         };
         let candidates: Vec<(String, bool)> = book
-            .incidents()
-            .filter(|i| i.rule == RULE && i.node.as_deref() == Some(node))
+            .incidents_of(RULE)
+            .filter(|i| i.node.as_deref() == Some(node))
             .filter(|i| i.last_seen.duration_since(at).abs() <= FOLD_WINDOW)
             .map(|i| {
                 let named = i
@@ -197,6 +204,7 @@ impl OomKilled {
                 at,
                 message: message.to_string(),
             });
+        self.expiries.push(Reverse((at, node.to_string())));
     }
 }
 
@@ -246,21 +254,35 @@ impl Rule for OomKilled {
     }
 
     fn on_time(&mut self, now: Timestamp, book: &mut Book) {
-        for fp in book.fingerprints_of(RULE) {
-            let quiet_until = book.get(&fp).map(|i| {
-                i.last_seen
-                    .saturating_add(self.resolve_after)
-                    .unwrap_or(i.last_seen)
-            });
-            if quiet_until.is_some_and(|t| now >= t) {
-                book.resolve(&fp, now, now);
-            }
+        for fp in book.quiet_over(&mut self.slot, RULE, self.resolve_after, now) {
+            book.resolve(&fp, now, now);
         }
         let horizon = now.saturating_sub(FOLD_WINDOW).unwrap_or(now);
-        self.node_ooms.retain(|_, list| {
+        let forget = |list: &mut Vec<NodeOom>| {
             list.retain(|o| o.at >= horizon);
             !list.is_empty()
-        });
+        };
+        if book.full_sweep() {
+            self.expiries.clear();
+            self.node_ooms.retain(|_, list| forget(list));
+            return;
+        }
+        // Only the nodes of Events that just passed the horizon can change.
+        let mut nodes = BTreeSet::new();
+        while let Some(Reverse((at, _))) = self.expiries.peek()
+            && *at < horizon
+        {
+            if let Some(Reverse((_, node))) = self.expiries.pop() {
+                nodes.insert(node);
+            }
+        }
+        for node in nodes {
+            if let Some(list) = self.node_ooms.get_mut(&node)
+                && !forget(list)
+            {
+                self.node_ooms.remove(&node);
+            }
+        }
     }
 }
 

@@ -12,7 +12,8 @@
 //! Times are record times, so occurrences of one window may arrive in any order: an incident
 //! opens when some span of `window` (inclusive) holds `threshold` occurrences.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use herald_core::{Incident, ObjectKind, ObjectRef, Record, RecordId, Severity, Timestamp};
 use jiff::SignedDuration;
@@ -182,13 +183,34 @@ struct Group {
     owner: Option<String>,
     /// The threshold was reached within a window.
     armed: bool,
+    /// Tells this group from earlier ones of the same fingerprint in the timer queues.
+    generation: u64,
+    /// The earliest instant queued in `opens_due` for this group.
+    open_queued: Option<Timestamp>,
 }
+
+/// A timer queue entry: `(due, group generation, fingerprint)`, earliest first.
+type Due = Reverse<(Timestamp, u64, String)>;
 
 /// State of one signal rule.
 #[derive(Debug)]
 pub(crate) struct SignalRule {
     spec: SignalSpec,
     groups: BTreeMap<String, Group>,
+    /// The generation of the next group created.
+    next_generation: u64,
+    /// Armed groups not open yet, by the instant they have persisted long enough
+    /// (`first + persist`). Entries of groups opened, removed or replaced since are skipped.
+    opens_due: BinaryHeap<Due>,
+    /// Groups by the instant they may be forgotten if not open (`last + keep`, as of when the
+    /// entry was queued: an entry that comes up early is queued again for the group's current
+    /// `last`).
+    expiries: BinaryHeap<Due>,
+    /// Fingerprints of the groups by the keys of their active objects (`Group::active`), so a
+    /// clearing record reads only the groups it clears.
+    by_object: BTreeMap<String, BTreeSet<String>>,
+    /// This rule's place in the book (see [`Book::quiet_over`]).
+    slot: Option<usize>,
 }
 
 /// What the key parts and subject of a record are.
@@ -206,7 +228,99 @@ impl SignalRule {
         Self {
             spec,
             groups: BTreeMap::new(),
+            next_generation: 0,
+            opens_due: BinaryHeap::new(),
+            expiries: BinaryHeap::new(),
+            by_object: BTreeMap::new(),
+            slot: None,
         }
+    }
+
+    /// Forgets group `fp` (and its active objects).
+    fn remove_group(&mut self, fp: &str) -> Option<Group> {
+        let g = self.groups.remove(fp)?;
+        for key in &g.active {
+            self.unlink(key, fp);
+        }
+        Some(g)
+    }
+
+    /// Marks `key` as an active object of group `fp`.
+    fn activate(&mut self, fp: &str, key: String) {
+        let Some(g) = self.groups.get_mut(fp) else {
+            return;
+        };
+        if g.active.insert(key.clone()) {
+            self.by_object
+                .entry(key)
+                .or_default()
+                .insert(fp.to_string());
+        }
+    }
+
+    /// Removes `fp` from the groups of active object `key`.
+    fn unlink(&mut self, key: &str, fp: &str) {
+        if let Some(fps) = self.by_object.get_mut(key) {
+            fps.remove(fp);
+            if fps.is_empty() {
+                self.by_object.remove(key);
+            }
+        }
+    }
+
+    /// How long a group that is not open is kept after its last occurrence.
+    fn keep(&self) -> SignedDuration {
+        self.spec
+            .window
+            .max(self.spec.persist)
+            .saturating_add(self.spec.quiet.unwrap_or(SignedDuration::from_mins(10)))
+    }
+
+    /// When a group last seen at `last` may be forgotten (if not open).
+    fn expiry(&self, last: Timestamp) -> Timestamp {
+        last.saturating_add(self.keep()).unwrap_or(last)
+    }
+
+    /// When a group first seen at `first` has persisted long enough to open.
+    fn persisted_at(&self, first: Timestamp) -> Timestamp {
+        first.saturating_add(self.spec.persist).unwrap_or(first)
+    }
+
+    /// Adds a group, queueing its expiry.
+    fn insert_group(&mut self, fp: String, mut g: Group) {
+        g.generation = self.next_generation;
+        self.next_generation += 1;
+        self.expiries
+            .push(Reverse((self.expiry(g.last), g.generation, fp.clone())));
+        self.remove_group(&fp);
+        for key in &g.active {
+            self.by_object
+                .entry(key.clone())
+                .or_default()
+                .insert(fp.clone());
+        }
+        self.groups.insert(fp, g);
+    }
+
+    /// Queues the opening of group `fp` if it is armed, not open, and not already queued for
+    /// that instant or earlier.
+    fn queue_open(&mut self, fp: &str, book: &Book) {
+        let Some(g) = self.groups.get(fp) else {
+            return;
+        };
+        if !g.armed || book.is_open(fp) {
+            return;
+        }
+        let due = self.persisted_at(g.first);
+        if g.open_queued.is_some_and(|q| q <= due) {
+            return;
+        }
+        let generation = g.generation;
+        if let Some(g) = self.groups.get_mut(fp) {
+            g.open_queued = Some(due);
+        }
+        self.opens_due
+            .push(Reverse((due, generation, fp.to_string())));
     }
 
     fn identity(&self, record: &Record, sig: &Signal, pods: &PodIndex) -> Identity {
@@ -321,11 +435,11 @@ impl SignalRule {
             let template = self.spec.summary.clone();
             let name = self.spec.name.clone();
             if let Some(g) = self.groups.get_mut(&fp) {
-                g.active.insert(obj_key);
                 g.last = g.last.max(at);
                 g.restarts = g.restarts.max(sig.restarts);
                 g.reason.clone_from(&sig.reason);
             }
+            self.activate(&fp, obj_key);
             book.update(&fp, |i| {
                 let new_object = !i.objects.iter().any(|o| same_object(o, &obj));
                 if new_object && i.objects.len() < MAX_OBJECTS {
@@ -361,26 +475,34 @@ impl SignalRule {
             tracing::debug!(rule = %self.spec.name, fingerprint = %fp, "node is NotReady; attached to its incident");
             return;
         }
-        let g = self.groups.entry(fp.clone()).or_insert_with(|| Group {
-            cluster: record.cluster.clone(),
-            subject: id.subject.clone(),
-            node: id.node.clone(),
-            namespace: id.namespace.clone(),
-            labels: id.labels.clone(),
-            hits: VecDeque::new(),
-            first: at,
-            last: at,
-            count: 0,
-            records: Vec::new(),
-            objects: Vec::new(),
-            active: BTreeSet::new(),
-            reason: String::new(),
-            message: String::new(),
-            container: None,
-            restarts: None,
-            owner: id.owner.clone(),
-            armed: false,
-        });
+        if !self.groups.contains_key(&fp) {
+            let g = Group {
+                cluster: record.cluster.clone(),
+                subject: id.subject.clone(),
+                node: id.node.clone(),
+                namespace: id.namespace.clone(),
+                labels: id.labels.clone(),
+                hits: VecDeque::new(),
+                first: at,
+                last: at,
+                count: 0,
+                records: Vec::new(),
+                objects: Vec::new(),
+                active: BTreeSet::new(),
+                reason: String::new(),
+                message: String::new(),
+                container: None,
+                restarts: None,
+                owner: id.owner.clone(),
+                armed: false,
+                generation: 0,
+                open_queued: None,
+            };
+            self.insert_group(fp.clone(), g);
+        }
+        let Some(g) = self.groups.get_mut(&fp) else {
+            return;
+        };
         let new_object = !g.objects.iter().any(|o| same_object(o, &obj));
         if new_object && g.objects.len() < MAX_OBJECTS {
             g.objects.push(obj.clone());
@@ -409,7 +531,12 @@ impl SignalRule {
         {
             g.records.push(record.id);
         }
-        g.active.insert(obj_key);
+        if g.active.insert(obj_key.clone()) {
+            self.by_object
+                .entry(obj_key)
+                .or_default()
+                .insert(fp.clone());
+        }
         g.reason.clone_from(&sig.reason);
         if !sig.message.is_empty() {
             g.message.clone_from(&sig.message);
@@ -425,6 +552,7 @@ impl SignalRule {
             g.armed = true;
         }
         self.try_open(&fp, now, book);
+        self.queue_open(&fp, book);
     }
 
     /// Opens the incident of group `fp` if it is armed, not cleared and has persisted long
@@ -442,14 +570,20 @@ impl SignalRule {
             severity = self.severity_for(g.restarts);
         }
         if !self.spec.absorbed_by.is_empty() {
+            // The first absorbing incident by fingerprint, over the absorbing rules.
             let absorbing = |o: &ObjectRef| {
-                book.incidents()
-                    .find(|i| {
-                        self.spec.absorbed_by.contains(&i.rule.as_str())
-                            && (same_object(&i.subject, o)
-                                || i.objects.iter().any(|x| same_object(x, o)))
+                self.spec
+                    .absorbed_by
+                    .iter()
+                    .filter_map(|rule| {
+                        book.incidents_of(rule)
+                            .find(|i| {
+                                same_object(&i.subject, o)
+                                    || i.objects.iter().any(|x| same_object(x, o))
+                            })
+                            .map(|i| i.fingerprint.clone())
                     })
-                    .map(|i| i.fingerprint.clone())
+                    .min()
             };
             let by: Option<Vec<String>> = self
                 .groups
@@ -457,7 +591,7 @@ impl SignalRule {
                 .and_then(|g| g.objects.iter().map(absorbing).collect());
             if let Some(by) = by.filter(|b| !b.is_empty()) {
                 tracing::debug!(rule = %self.spec.name, fingerprint = fp, by = ?by, "already told by an open incident of another rule; not opened");
-                if let (Some(g), Some(first)) = (self.groups.remove(fp), by.first()) {
+                if let (Some(g), Some(first)) = (self.remove_group(fp), by.first()) {
                     book.update(first, |i| {
                         for id in &g.records {
                             push_record(i, *id);
@@ -516,13 +650,29 @@ impl SignalRule {
         book: &mut Book,
     ) {
         let key = object_part(&record.object);
+        // The groups this object is active in, in fingerprint order (every group in a
+        // reference classifier).
+        let candidates: Vec<String> = if book.full_sweep() {
+            self.groups.keys().cloned().collect()
+        } else {
+            self.by_object
+                .get(&key)
+                .map(|fps| fps.iter().cloned().collect())
+                .unwrap_or_default()
+        };
         let mut emptied = Vec::new();
-        for (fp, g) in &mut self.groups {
+        for fp in candidates {
+            let Some(g) = self.groups.get_mut(&fp) else {
+                continue;
+            };
             if !sig.reason.is_empty() && g.reason != sig.reason {
                 continue;
             }
-            if g.active.remove(&key) && g.active.is_empty() {
-                emptied.push(fp.clone());
+            if g.active.remove(&key) {
+                if g.active.is_empty() {
+                    emptied.push(fp.clone());
+                }
+                self.unlink(&key, &fp);
             }
         }
         for fp in emptied {
@@ -533,7 +683,7 @@ impl SignalRule {
             if book.resolve(&fp, at, now) {
                 tracing::debug!(rule = %self.spec.name, fingerprint = %fp, "problem cleared; incident resolved");
             }
-            self.groups.remove(&fp);
+            self.remove_group(&fp);
         }
     }
 }
@@ -668,39 +818,91 @@ impl Rule for SignalRule {
     }
 
     fn on_time(&mut self, now: Timestamp, book: &mut Book) {
-        let pending: Vec<String> = self
-            .groups
-            .iter()
-            .filter(|(fp, g)| g.armed && !book.is_open(fp))
-            .map(|(fp, _)| fp.clone())
-            .collect();
-        for fp in pending {
-            self.try_open(&fp, now, book);
-        }
-        if let Some(quiet) = self.spec.quiet {
-            for fp in book.fingerprints_of(&self.spec.name) {
-                let due = book
-                    .get(&fp)
-                    .map(|i| i.last_seen.saturating_add(quiet).unwrap_or(i.last_seen));
-                if due.is_some_and(|t| now >= t) {
-                    book.resolve(&fp, now, now);
-                    self.groups.remove(&fp);
+        let full = book.full_sweep();
+        // Armed groups that may have persisted long enough, in fingerprint order.
+        let pending: Vec<String> = if full {
+            self.opens_due.clear();
+            self.groups
+                .iter()
+                .filter(|(fp, g)| g.armed && !book.is_open(fp))
+                .map(|(fp, _)| fp.clone())
+                .collect()
+        } else {
+            let mut due = Vec::new();
+            while let Some(Reverse((t, _, _))) = self.opens_due.peek()
+                && *t <= now
+            {
+                let Some(Reverse((_, generation, fp))) = self.opens_due.pop() else {
+                    break;
+                };
+                if let Some(g) = self.groups.get_mut(&fp)
+                    && g.generation == generation
+                {
+                    g.open_queued = None;
+                    if g.armed && !book.is_open(&fp) {
+                        due.push(fp);
+                    }
                 }
             }
+            due.sort();
+            due.dedup();
+            due
+        };
+        for fp in pending {
+            self.try_open(&fp, now, book);
+            if !full {
+                // Still waiting (it has not persisted after all): queue it again.
+                self.queue_open(&fp, book);
+            }
         }
-        let keep = self
-            .spec
-            .window
-            .max(self.spec.persist)
-            .saturating_add(self.spec.quiet.unwrap_or(SignedDuration::from_mins(10)));
-        self.groups.retain(|fp, g| {
-            book.is_open(fp) || now < g.last.saturating_add(keep).unwrap_or(g.last)
-        });
+        if let Some(quiet) = self.spec.quiet {
+            for fp in book.quiet_over(&mut self.slot, &self.spec.name, quiet, now) {
+                book.resolve(&fp, now, now);
+                self.remove_group(&fp);
+            }
+        }
+        if full {
+            self.expiries.clear();
+            let keep = self.keep();
+            let expired: Vec<String> = self
+                .groups
+                .iter()
+                .filter(|(fp, g)| {
+                    !(book.is_open(fp) || now < g.last.saturating_add(keep).unwrap_or(g.last))
+                })
+                .map(|(fp, _)| fp.clone())
+                .collect();
+            for fp in expired {
+                self.remove_group(&fp);
+            }
+            return;
+        }
+        // Groups not open whose last occurrence is `keep` ago are forgotten; an open group is
+        // forgotten when its incident resolves (above, or by a clearing record).
+        while let Some(Reverse((t, _, _))) = self.expiries.peek()
+            && *t <= now
+        {
+            let Some(Reverse((_, generation, fp))) = self.expiries.pop() else {
+                break;
+            };
+            let Some(g) = self.groups.get(&fp).filter(|g| g.generation == generation) else {
+                continue;
+            };
+            if book.is_open(&fp) {
+                continue;
+            }
+            let until = self.expiry(g.last);
+            if now >= until {
+                self.remove_group(&fp);
+            } else {
+                self.expiries.push(Reverse((until, generation, fp)));
+            }
+        }
     }
 
     fn restore(&mut self, incident: &Incident) {
         let active = incident.objects.iter().map(object_part).collect();
-        self.groups.insert(
+        self.insert_group(
             incident.fingerprint.clone(),
             Group {
                 cluster: incident.cluster.clone(),
@@ -721,6 +923,8 @@ impl Rule for SignalRule {
                 restarts: None,
                 owner: incident.labels.get("owner").cloned(),
                 armed: true,
+                generation: 0,
+                open_queued: None,
             },
         );
     }
