@@ -20,7 +20,7 @@ use bytes::Bytes;
 use clap::Args;
 use herald_core::Timestamp;
 use herald_sim::{ChurnSpec, Resource as SimResource, ScaleSpec, SimConfig, Simulator};
-use herald_store::Store;
+use herald_store::{Store, StoreOptions};
 use herald_watcher::{Replay, Resource, WatchItem};
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::WatchEvent;
@@ -53,6 +53,9 @@ pub struct IngestBenchArgs {
     /// Rounds of each measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
+    /// sled page cache of the pipeline's store, in MiB (the service's default when absent).
+    #[arg(long)]
+    pub cache_mb: Option<u64>,
     /// Print the figures as one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -102,6 +105,11 @@ struct Report {
     /// writing states and checkpoints (the rest is the final flush).
     breakdown_seconds: Breakdown,
     store_bytes: u64,
+    /// sled's page cache limit of the pipeline's store.
+    cache_capacity_bytes: u64,
+    /// Of the pipeline's last round: how far the process's resident set grew above what it was
+    /// before the store was opened, at its peak (`VmHWM` reset before the round).
+    store_peak_rss_growth_bytes: Option<u64>,
     pinned_cpu: usize,
     rounds: u32,
     decode_value: Rate,
@@ -148,13 +156,20 @@ pub fn run(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
     let mut pipe = Vec::new();
     let mut trans = Vec::new();
     let mut last = None;
+    let options = StoreOptions {
+        cache_capacity_bytes: args
+            .cache_mb
+            .map_or(StoreOptions::default().cache_capacity_bytes, |m| {
+                m * 1024 * 1024
+            }),
+    };
     for _ in 0..args.rounds {
         value.push(time(|| decode_value(&streams))?);
         typed.push(time(|| decode_typed(&streams))?);
         let now = Timestamp::now();
         let mut replays = seeded(&streams, now)?;
         trans.push(time(|| Ok(transitions_only(&streams, &mut replays, now)))?);
-        let (secs, counts) = pipeline(&streams)?;
+        let (secs, counts) = pipeline(&streams, &options)?;
         pipe.push(secs);
         last = Some(counts);
     }
@@ -195,6 +210,8 @@ pub fn run(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
             states_and_checkpoints: counts.position_secs,
         },
         store_bytes: counts.store_bytes,
+        cache_capacity_bytes: options.cache_capacity_bytes,
+        store_peak_rss_growth_bytes: counts.rss_growth,
         pinned_cpu: cpu,
         rounds: args.rounds,
         target_met: ratio_to_value >= TARGET_FRACTION && ratio_to_typed >= TARGET_FRACTION,
@@ -326,16 +343,19 @@ struct Counts {
     record_secs: f64,
     /// Seconds writing states and checkpoints.
     position_secs: f64,
+    /// Peak resident set during the pass minus the resident set before it (`None` where the
+    /// peak cannot be reset).
+    rss_growth: Option<u64>,
 }
 
 /// One timed pass of the pipeline over every stream, into a fresh store.
-fn pipeline(streams: &[Stream]) -> anyhow::Result<(f64, Counts)> {
+fn pipeline(streams: &[Stream], options: &StoreOptions) -> anyhow::Result<(f64, Counts)> {
     let dir = std::env::temp_dir().join(format!(
         "herald-bench-ingest-{}-{}",
         std::process::id(),
         uuid::Uuid::new_v4()
     ));
-    let result = pipeline_in(streams, &dir);
+    let result = pipeline_in(streams, &dir, options);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -365,8 +385,16 @@ fn seeded(streams: &[Stream], now: Timestamp) -> anyhow::Result<Vec<Replay>> {
     Ok(replays)
 }
 
-fn pipeline_in(streams: &[Stream], dir: &std::path::Path) -> anyhow::Result<(f64, Counts)> {
-    let store = Store::open(dir).context("cannot open the bench store")?;
+fn pipeline_in(
+    streams: &[Stream],
+    dir: &std::path::Path,
+    options: &StoreOptions,
+) -> anyhow::Result<(f64, Counts)> {
+    // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux), so the peak below is
+    // this pass's.
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let before = proc::memory(None)?.rss_bytes;
+    let store = Store::open_with(dir, options).context("cannot open the bench store")?;
     let now = Timestamp::now();
     let mut replays = seeded(streams, now)?;
     let mut c = Counts::default();
@@ -385,6 +413,9 @@ fn pipeline_in(streams: &[Stream], dir: &std::path::Path) -> anyhow::Result<(f64
     }
     store.flush_sync()?;
     let secs = started.elapsed().as_secs_f64();
+    if reset {
+        c.rss_growth = Some(proc::memory(None)?.peak_rss_bytes.saturating_sub(before));
+    }
     drop(store);
     std::thread::sleep(Duration::from_millis(50));
     c.store_bytes = proc::dir_size(dir);
@@ -478,6 +509,12 @@ fn print_text(r: &Report) {
         r.states_written,
         r.checkpoints_written,
         mb(r.store_bytes)
+    );
+    println!(
+        "store: sled cache limit {}, peak RSS growth during the pipeline {}",
+        mb(r.cache_capacity_bytes),
+        r.store_peak_rss_growth_bytes
+            .map_or_else(|| "unknown".to_string(), mb)
     );
     println!(
         "pipeline time: {:.3}s decode + transitions, {:.3}s appending records, {:.3}s states + checkpoints",
