@@ -43,6 +43,22 @@ struct RuleIndex {
     fingerprints: BTreeSet<String>,
     /// `(last_seen, fingerprint)`, oldest first: the order in which quiet periods end.
     by_last_seen: BTreeSet<(Timestamp, String)>,
+    /// `(quiet, instant)`: no quiet period of `quiet` ends before the instant (the first
+    /// entry's end; `Timestamp::MAX` when there is none). Cleared when `by_last_seen` changes.
+    quiet_end: Option<(SignedDuration, Timestamp)>,
+}
+
+impl RuleIndex {
+    /// Moves `fingerprint` from `old` to `new` in `by_last_seen` (`None`: not there / remove).
+    fn reseat(&mut self, fingerprint: &str, old: Option<Timestamp>, new: Option<Timestamp>) {
+        self.quiet_end = None;
+        if let Some(t) = old {
+            self.by_last_seen.remove(&(t, fingerprint.to_string()));
+        }
+        if let Some(t) = new {
+            self.by_last_seen.insert((t, fingerprint.to_string()));
+        }
+    }
 }
 
 /// Open incidents and pending transitions.
@@ -113,8 +129,7 @@ impl Book {
         let slot = self.slot(&incident.rule);
         let idx = &mut self.rules[slot];
         idx.fingerprints.insert(incident.fingerprint.clone());
-        idx.by_last_seen
-            .insert((incident.last_seen, incident.fingerprint.clone()));
+        idx.reseat(&incident.fingerprint, None, Some(incident.last_seen));
         slot
     }
 
@@ -122,8 +137,7 @@ impl Book {
     fn unindex(&mut self, t: &Tracked) {
         if let Some(idx) = self.rules.get_mut(t.slot) {
             idx.fingerprints.remove(&t.incident.fingerprint);
-            idx.by_last_seen
-                .remove(&(t.incident.last_seen, t.incident.fingerprint.clone()));
+            idx.reseat(&t.incident.fingerprint, Some(t.incident.last_seen), None);
         }
     }
 
@@ -187,15 +201,30 @@ impl Book {
                 i
             }
         };
-        let Some(idx) = self.rules.get(index) else {
+        let Some(idx) = self.rules.get_mut(index) else {
             return Vec::new();
         };
+        if let Some((q, end)) = idx.quiet_end
+            && q == quiet
+            && now < end
+        {
+            return Vec::new();
+        }
         let mut due: Vec<String> = idx
             .by_last_seen
             .iter()
             .take_while(|(last_seen, _)| over(*last_seen))
             .map(|(_, fp)| fp.clone())
             .collect();
+        if due.is_empty() {
+            let end = idx
+                .by_last_seen
+                .first()
+                .map_or(Timestamp::MAX, |(last_seen, _)| {
+                    last_seen.saturating_add(quiet).unwrap_or(*last_seen)
+                });
+            idx.quiet_end = Some((quiet, end));
+        }
         due.sort();
         due
     }
@@ -276,9 +305,7 @@ impl Book {
         if t.incident.last_seen != last_seen {
             let seen = t.incident.last_seen;
             if let Some(idx) = self.rules.get_mut(t.slot) {
-                idx.by_last_seen
-                    .remove(&(last_seen, fingerprint.to_string()));
-                idx.by_last_seen.insert((seen, fingerprint.to_string()));
+                idx.reseat(fingerprint, Some(last_seen), Some(seen));
             }
         }
         true

@@ -183,10 +183,40 @@ struct Group {
     owner: Option<String>,
     /// The threshold was reached within a window.
     armed: bool,
+    /// The objects its incident lists (`objects` until it opens, then the incident's), by
+    /// [`object_part`]: whether an object is new costs a lookup, not a scan of up to
+    /// [`MAX_OBJECTS`].
+    listed: BTreeMap<String, Vec<ObjectRef>>,
     /// Tells this group from earlier ones of the same fingerprint in the timer queues.
     generation: u64,
     /// The earliest instant queued in `opens_due` for this group.
     open_queued: Option<Timestamp>,
+}
+
+impl Group {
+    /// Whether `obj` (whose [`object_part`] is `key`) is listed: [`same_object`] as one of them.
+    fn lists(&self, key: &str, obj: &ObjectRef) -> bool {
+        self.listed
+            .get(key)
+            .is_some_and(|l| l.iter().any(|o| same_object(o, obj)))
+    }
+
+    /// Records that `obj` (whose [`object_part`] is `key`) is now listed.
+    fn list(&mut self, key: &str, obj: &ObjectRef) {
+        self.listed
+            .entry(key.to_string())
+            .or_default()
+            .push(obj.clone());
+    }
+}
+
+/// The [`Group::listed`] index of `objects`.
+fn listed(objects: &[ObjectRef]) -> BTreeMap<String, Vec<ObjectRef>> {
+    let mut map: BTreeMap<String, Vec<ObjectRef>> = BTreeMap::new();
+    for o in objects {
+        map.entry(object_part(o)).or_default().push(o.clone());
+    }
+    map
 }
 
 /// A timer queue entry: `(due, group generation, fingerprint)`, earliest first.
@@ -434,16 +464,21 @@ impl SignalRule {
             let distinct = self.spec.distinct_objects;
             let template = self.spec.summary.clone();
             let name = self.spec.name.clone();
+            let mut listed = None;
             if let Some(g) = self.groups.get_mut(&fp) {
                 g.last = g.last.max(at);
                 g.restarts = g.restarts.max(sig.restarts);
                 g.reason.clone_from(&sig.reason);
+                listed = Some(g.lists(&obj_key, &obj));
             }
-            self.activate(&fp, obj_key);
+            self.activate(&fp, obj_key.clone());
+            let mut pushed = false;
             book.update(&fp, |i| {
-                let new_object = !i.objects.iter().any(|o| same_object(o, &obj));
+                let new_object =
+                    !listed.unwrap_or_else(|| i.objects.iter().any(|o| same_object(o, &obj)));
                 if new_object && i.objects.len() < MAX_OBJECTS {
                     i.objects.push(obj.clone());
+                    pushed = true;
                 }
                 if !distinct || new_object {
                     i.count += sig.weight;
@@ -465,6 +500,9 @@ impl SignalRule {
                 i.summary = render(&template, i, &ctx);
                 escalated || (new_object && i.objects.len() > 1)
             });
+            if pushed && let Some(g) = self.groups.get_mut(&fp) {
+                g.list(&obj_key, &obj);
+            }
             return;
         }
         // Inhibition: a pod-level problem on a NotReady node joins the node's incident.
@@ -495,6 +533,7 @@ impl SignalRule {
                 restarts: None,
                 owner: id.owner.clone(),
                 armed: false,
+                listed: BTreeMap::new(),
                 generation: 0,
                 open_queued: None,
             };
@@ -503,9 +542,10 @@ impl SignalRule {
         let Some(g) = self.groups.get_mut(&fp) else {
             return;
         };
-        let new_object = !g.objects.iter().any(|o| same_object(o, &obj));
+        let new_object = !g.lists(&obj_key, &obj);
         if new_object && g.objects.len() < MAX_OBJECTS {
             g.objects.push(obj.clone());
+            g.list(&obj_key, &obj);
         }
         if !self.spec.distinct_objects || new_object {
             g.count += sig.weight;
@@ -746,12 +786,13 @@ fn render(template: &str, i: &Incident, ctx: &SummaryCtx<'_>) -> String {
             return out;
         };
         let name = &after[..end];
-        let pod = i
-            .objects
-            .iter()
-            .rev()
-            .find(|o| o.kind == ObjectKind::Pod)
-            .map(ObjectRef::key);
+        let pod = || {
+            i.objects
+                .iter()
+                .rev()
+                .find(|o| o.kind == ObjectKind::Pod)
+                .map(ObjectRef::key)
+        };
         let value = match name {
             "rule" => ctx.rule.to_string(),
             "reason" => ctx.reason.to_string(),
@@ -761,7 +802,7 @@ fn render(template: &str, i: &Incident, ctx: &SummaryCtx<'_>) -> String {
             },
             "namespace" => i.namespace.clone().unwrap_or_default(),
             "node" => i.node.clone().unwrap_or_default(),
-            "pod" => pod.unwrap_or_default(),
+            "pod" => pod().unwrap_or_default(),
             "container" => ctx.container.unwrap_or_default().to_string(),
             "owner" => ctx.owner.unwrap_or_default().to_string(),
             "object" => i.objects.last().map(ObjectRef::key).unwrap_or_default(),
@@ -923,6 +964,7 @@ impl Rule for SignalRule {
                 restarts: None,
                 owner: incident.labels.get("owner").cloned(),
                 armed: true,
+                listed: listed(&incident.objects),
                 generation: 0,
                 open_queued: None,
             },
