@@ -24,5 +24,6 @@ pub use duration::parse_duration;
 pub use error::ClassifierError;
 pub use rules::signal::GroupKey;
 pub use yaml::{
-    MatchSpec, OneOrMany, RuleIssue, RuleSpec, ThresholdSpec, parse_rules, validate_rules,
+    MatchSpec, OneOrMany, RuleIssue, RuleSpec, ThresholdSpec, parse_rules, shape_message,
+    validate_rules,
 };

@@ -20,13 +20,113 @@ use crate::pods::PodIndex;
 use crate::rules::signal::{GroupKey, Match, PLACEHOLDERS, Signal, SignalSpec};
 
 /// One or several strings (`reason: BackOff` or `reason: [BackOff, Failed]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Read by hand rather than as an untagged enum, so that a value of another shape says what
+/// was expected ("expected a string or a list of strings") instead of serde's "did not match
+/// any variant". Plain scalars (`5`, `true`) are taken as their text, as for string fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// A single value.
     One(String),
     /// A list.
     Many(Vec<String>),
+}
+
+/// What [`OneOrMany`] accepts, for error messages.
+const ONE_OR_MANY: &str = "a string or a list of strings";
+
+/// A scalar read as its text (an item of a [`OneOrMany`] list, or the single value).
+struct Text(String);
+
+/// Visits a scalar as text; `expecting` names what the caller wanted.
+struct TextVisitor(&'static str);
+
+impl<'de> serde::de::Visitor<'de> for TextVisitor {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text, E> {
+        Ok(Text(v))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor("a string (an item of a list of strings)"))
+    }
+}
+
+/// Visits a [`OneOrMany`].
+struct OneOrManyVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OneOrManyVisitor {
+    type Value = OneOrMany;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(ONE_OR_MANY)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+        Ok(OneOrMany::One(v.to_string()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<OneOrMany, E> {
+        Ok(OneOrMany::One(v))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<OneOrMany, E> {
+        Ok(OneOrMany::One(v.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<OneOrMany, E> {
+        Ok(OneOrMany::One(v.to_string()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<OneOrMany, E> {
+        Ok(OneOrMany::One(v.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<OneOrMany, E> {
+        Ok(OneOrMany::One(v.to_string()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+        let mut values = Vec::new();
+        while let Some(Text(v)) = seq.next_element()? {
+            values.push(v);
+        }
+        Ok(OneOrMany::Many(values))
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OneOrManyVisitor)
+    }
 }
 
 impl OneOrMany {
@@ -166,13 +266,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<RuleSpec>, Vec<RuleIssue>> {
         vec![RuleIssue {
             line: loc.map_or(0, |l| l.line()),
             column: loc.map_or(0, |l| l.column()),
-            message: e
-                .without_snippet()
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
+            message: shape_message(&e),
         }]
     })?;
     let issues = validate_rules(&file.rules);
@@ -181,6 +275,42 @@ pub fn parse_rules(text: &str) -> Result<Vec<RuleSpec>, Vec<RuleIssue>> {
     } else {
         Err(issues)
     }
+}
+
+/// The message of a YAML syntax or shape error, for a reader who has the position already:
+/// its first line, without the trailing "at line L, column C", and with the parser's terse
+/// phrases ("expected sequence start") said as what was expected ("expected a list").
+pub fn shape_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let mut line = text.lines().next().unwrap_or_default().trim().to_string();
+    if let Some(i) = line.rfind(" at line ")
+        && line[i + " at line ".len()..]
+            .split_once(", column ")
+            .is_some_and(|(l, c)| {
+                l.chars().all(|ch| ch.is_ascii_digit()) && c.chars().all(|ch| ch.is_ascii_digit())
+            })
+    {
+        line.truncate(i);
+    }
+    const PLAIN: [(&str, &str); 7] = [
+        ("expected sequence start", "expected a list"),
+        (
+            "expected mapping start",
+            "expected a mapping of keys to values",
+        ),
+        ("expected string scalar", "expected a string"),
+        ("invalid boolean", "expected true or false"),
+        ("invalid u32", "expected a whole number (0 to 4294967295)"),
+        ("invalid u64", "expected a whole number"),
+        ("invalid i64", "expected a whole number"),
+    ];
+    for (terse, plain) in PLAIN {
+        if line.starts_with(terse) {
+            line = format!("{plain}{}", &line[terse.len()..]);
+            break;
+        }
+    }
+    line
 }
 
 /// Every problem of `rules` (names, regexes, globs, durations, severities, group keys,

@@ -92,3 +92,74 @@ fn good_rules_parse_and_the_config_section_validates_them() {
     assert_eq!((issues[0].line, issues[0].column), (4, 15), "{issues:?}");
     assert!(parse_rules("").expect("empty file").is_empty());
 }
+
+/// The one issue of a rules file that does not have the expected shape.
+fn shape_issue(text: &str) -> RuleIssue {
+    let issues = parse_rules(text).expect_err("shape error");
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    issues.into_iter().next().expect("one issue")
+}
+
+#[test]
+fn shape_errors_say_what_was_expected() {
+    // A string-or-list field given a mapping: not serde's "did not match any variant".
+    let i = shape_issue("rules:\n  - name: X\n    match: { kind: event, reason: { a: 1 } }\n");
+    assert_eq!((i.line, i.column), (3, 35), "{i}");
+    assert!(
+        i.message.contains("expected a string or a list of strings"),
+        "{i}"
+    );
+    assert!(!i.message.contains("variant"), "{i}");
+    // The message does not repeat the position the issue carries.
+    assert!(!i.message.contains("line"), "{i}");
+
+    // A list item that is not a string points at the item.
+    let i = shape_issue("rules:\n  - name: X\n    match:\n      namespaces: [ok, { x: 1 }]\n");
+    assert_eq!((i.line, i.column), (4, 24), "{i}");
+    assert!(i.message.contains("expected a string"), "{i}");
+
+    // The parser's own terse phrases are said as what was expected.
+    for (text, line, want) in [
+        (
+            "rules:\n  - name: X\n    match: { kind: pod }\n    group_by: owner\n",
+            4,
+            "expected a list",
+        ),
+        (
+            "rules:\n  - name: X\n    match: { kind: pod }\n    threshold: 5\n",
+            4,
+            "expected a mapping",
+        ),
+        (
+            "rules:\n  - name: X\n    match: { min_count: lots }\n",
+            3,
+            "expected a whole number",
+        ),
+        (
+            "rules:\n  - name: X\n    match: { kind: pod }\n    enabled: maybe\n",
+            4,
+            "expected true or false",
+        ),
+        (
+            "rules:\n  - name: [X]\n    match: { kind: pod }\n",
+            2,
+            "expected a string",
+        ),
+    ] {
+        let i = shape_issue(text);
+        assert_eq!(i.line, line, "{i}");
+        assert!(i.column > 0, "{i}");
+        assert!(i.message.contains(want), "{want:?} in {i}");
+    }
+}
+
+#[test]
+fn scalars_are_text_in_string_or_list_fields() {
+    let rules =
+        parse_rules("rules:\n  - name: X\n    match: { reason: [5, true], involved_kind: Job }\n")
+            .expect("valid");
+    assert_eq!(
+        rules[0].matcher.reason.as_ref().map(|r| r.value.values()),
+        Some(vec!["5".to_string(), "true".to_string()])
+    );
+}
