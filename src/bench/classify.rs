@@ -27,8 +27,13 @@ use serde::Serialize;
 
 use super::proc;
 
-/// Target: records per second through 50 rules on one core.
-const TARGET_RECORDS_PER_SEC: f64 = 50_000.0;
+/// Target: records per second through 50 rules on one core, with 1,000 or more incidents
+/// open. The classifier must never be what limits the pipeline in a storm: the store
+/// persists about 4,400 records/s (`herald bench ingest`), so 20,000 records/s is 4.5 times
+/// that, and classifying at the pipeline's ceiling takes under a quarter of a core.
+const TARGET_RECORDS_PER_SEC: f64 = 20_000.0;
+/// The open incidents the target applies at (the timers' cost used to grow with them).
+const TARGET_OPEN_INCIDENTS: u64 = 1_000;
 
 /// `herald bench classify`.
 #[derive(Debug, Args)]
@@ -43,7 +48,7 @@ pub struct ClassifyBenchArgs {
     #[arg(long, default_value_t = 5_000)]
     pub pods: usize,
     /// Changes the churner makes (about one watch line each).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 50_000)]
     pub changes: u64,
     /// Failure records mixed in, per thousand records.
     #[arg(long, default_value_t = 10)]
@@ -78,8 +83,11 @@ struct Report {
     opened: u64,
     updated: u64,
     resolved: u64,
+    open_incidents_end: u64,
+    open_incidents_peak: u64,
     pinned_cpu: usize,
     target_records_per_sec: f64,
+    target_open_incidents: u64,
     target_met: bool,
     machine: String,
 }
@@ -140,9 +148,12 @@ pub fn run(args: ClassifyBenchArgs) -> anyhow::Result<ExitCode> {
         opened: last.opened,
         updated: last.updated,
         resolved: last.resolved,
+        open_incidents_end: last.open_end,
+        open_incidents_peak: last.open_peak,
         pinned_cpu: cpu,
         target_records_per_sec: TARGET_RECORDS_PER_SEC,
-        target_met: rate >= TARGET_RECORDS_PER_SEC,
+        target_open_incidents: TARGET_OPEN_INCIDENTS,
+        target_met: rate >= TARGET_RECORDS_PER_SEC && last.open_peak >= TARGET_OPEN_INCIDENTS,
         machine,
     };
     if args.json {
@@ -351,6 +362,10 @@ struct Counts {
     opened: u64,
     updated: u64,
     resolved: u64,
+    /// Open incidents after the last record.
+    open_end: u64,
+    /// The most open incidents at a tick.
+    open_peak: u64,
 }
 
 /// Runs the records through a fresh classifier, ticking every second of record time; returns
@@ -374,11 +389,14 @@ fn classify(cfg: ClassifierConfig, records: &[Record]) -> (f64, Counts) {
         while let Some(t) = next_tick.filter(|t| *t <= r.observed_at) {
             count(classifier.tick(t), &mut c);
             c.ticks += 1;
+            c.open_peak = c.open_peak.max(classifier.open_count() as u64);
             next_tick = t.saturating_add(second).ok();
         }
         count(classifier.apply(r, r.observed_at), &mut c);
     }
     let secs = started.elapsed().as_secs_f64();
+    c.open_end = classifier.open_count() as u64;
+    c.open_peak = c.open_peak.max(c.open_end);
     std::hint::black_box(&classifier);
     (secs, c)
 }
@@ -417,10 +435,15 @@ fn print_text(r: &Report) {
         r.opened, r.updated, r.resolved
     );
     println!(
-        "[{}] >= {:.0} records/s through {} rules on one core",
+        "  open incidents: {} at the end, {} at the peak",
+        r.open_incidents_end, r.open_incidents_peak
+    );
+    println!(
+        "[{}] >= {:.0} records/s through {} rules on one core with >= {} open incidents",
         if r.target_met { "ok" } else { "MISSED" },
         r.target_records_per_sec,
-        r.rules
+        r.rules,
+        r.target_open_incidents
     );
     println!("  machine: {}", r.machine);
 }
