@@ -25,9 +25,11 @@ const RULES: &str = r#"rules:
     match: { reason: NoSuchReason }
 "#;
 
+/// The service's config: two channels, one subscription for everything and one for storms
+/// and NotReady nodes without resolutions (what backtest counts notifications through).
 fn config(kubeconfig: &std::path::Path) -> String {
     format!(
-        "cluster: e2e\nkubeconfig: {}\nlisten: 127.0.0.1:0\nclassifier:\n  node_not_ready: {{ grace: 2s }}\n  eviction_storm: {{ quiet: 4s }}\n  update_interval: 1s\n",
+        "cluster: e2e\nkubeconfig: {}\nlisten: 127.0.0.1:0\nclassifier:\n  node_not_ready: {{ grace: 2s }}\n  eviction_storm: {{ quiet: 4s }}\n  update_interval: 1s\nchannels:\n  ops: {{ type: console }}\n  pager: {{ type: console }}\nsubscriptions:\n  - name: everything\n    channels: [ops]\n  - name: urgent\n    match: {{ rules: [\"*Storm\", NodeNotReady, ManyEvictions] }}\n    channels: [pager]\n    send_resolved: false\n",
         kubeconfig.display()
     )
 }
@@ -94,11 +96,6 @@ async fn backtest_replays_the_recorded_history() {
     })
     .await;
     assert!(svc.stop().success());
-    let _ = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(&data)
-        .arg("/tmp/cl/data")
-        .status();
 
     // The file's rules alone.
     let out = json(&herald(
@@ -139,15 +136,18 @@ async fn backtest_replays_the_recorded_history() {
         format!("NodeControllerNotReady/{}", not_ready[0]),
         "{out:#}"
     );
-    // Notifications: one per transition, summed per rule.
+    // Without a config there are no subscriptions: transitions, but no notifications.
     let per_rule: u64 = out["rules"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["notifications"].as_u64().unwrap())
+        .map(|r| r["transitions"].as_u64().unwrap())
         .sum();
-    assert_eq!(per_rule, out["notifications"].as_u64().unwrap());
+    assert_eq!(per_rule, out["transitions"].as_u64().unwrap());
     assert!(per_rule >= incidents.len() as u64 * 2 - 1, "{out:#}");
+    assert_eq!(out["notifications"], 0, "{out:#}");
+    assert_eq!(out["subscriptions"], 0, "{out:#}");
+    assert_eq!(out["channels"].as_array().map(Vec::len), Some(0), "{out:#}");
 
     // With the config: its built-in rules find what the service found, once each.
     let cfg_arg = cfg.to_str().unwrap();
@@ -172,6 +172,59 @@ async fn backtest_replays_the_recorded_history() {
         .collect();
     assert_eq!(replayed, served, "{out:#}");
 
+    // Notifications per channel, routed by the config's subscriptions as the service does:
+    // `ops` gets every transition, `pager` the opened and updated ones of the urgent rules.
+    assert_eq!(out["subscriptions"], 2, "{out:#}");
+    let transitions = out["transitions"].as_u64().unwrap();
+    let urgent =
+        |rule: &str| rule.ends_with("Storm") || ["NodeNotReady", "ManyEvictions"].contains(&rule);
+    let pager: u64 = out["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| urgent(i["rule"].as_str().unwrap()))
+        .map(|i| 1 + i["updates"].as_u64().unwrap())
+        .sum();
+    assert!(pager > 0, "{out:#}");
+    let channels: Vec<(String, u64)> = out["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["channel"].as_str().unwrap().to_string(),
+                c["notifications"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        channels,
+        [
+            ("ops".to_string(), transitions),
+            ("pager".to_string(), pager)
+        ],
+        "{out:#}"
+    );
+    assert_eq!(out["notifications"].as_u64().unwrap(), transitions + pager);
+    let per_rule: u64 = out["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["notifications"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_rule, transitions + pager, "{out:#}");
+    let table = herald(
+        &data,
+        &[
+            "backtest", "--rules", rules_arg, "--config", cfg_arg, "--since", "1h",
+        ],
+    );
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("CHANNEL") && table.contains("pager") && table.contains("ops"),
+        "{table}"
+    );
+
     // The table names every rule that fired and the totals.
     let out = herald(&data, &["backtest", "--rules", rules_arg, "--since", "1h"]);
     assert!(out.status.success());
@@ -181,6 +234,7 @@ async fn backtest_replays_the_recorded_history() {
         "{table}"
     );
     assert!(table.contains("incident(s) would have opened"), "{table}");
+    assert!(table.contains("no subscriptions"), "{table}");
 }
 
 #[test]
@@ -192,10 +246,17 @@ fn bad_rules_are_reported_with_file_line_and_column_all_at_once() {
         "rules:\n  - name: A\n    match: { message_regex: \"(\" }\n    severity: loud\n  - name: B\n    match: { kind: podz }\n",
     )
     .unwrap();
+    // A file whose value has the wrong shape is reported alone, saying what was expected.
+    let shape = dir.path().join("shape.rules.yaml");
+    std::fs::write(
+        &shape,
+        "rules:\n  - name: S\n    match: { kind: event, reason: { BackOff: 1 } }\n",
+    )
+    .unwrap();
     let cfg = dir.path().join("herald.yaml");
     std::fs::write(
         &cfg,
-        "cluster: prod\nclassifier:\n  rule_files: [team.rules.yaml]\n  rules:\n    - name: C\n      match: { type: Sometimes }\n",
+        "cluster: prod\nclassifier:\n  rule_files: [team.rules.yaml, shape.rules.yaml]\n  rules:\n    - name: C\n      match: { type: Sometimes }\n",
     )
     .unwrap();
     let out = herald(dir.path(), &["validate", "--config", cfg.to_str().unwrap()]);
@@ -207,10 +268,15 @@ fn bad_rules_are_reported_with_file_line_and_column_all_at_once() {
         format!("error: {}:3:", rules.display()),
         format!("error: {}:4:", rules.display()),
         format!("error: {}:6:", rules.display()),
+        format!(
+            "error: {}:3:35: classifier: invalid type: map, expected a string or a list of strings",
+            shape.display()
+        ),
     ] {
         assert!(stderr.contains(&want), "{want} in {stderr}");
     }
-    assert!(stderr.contains("4 problem(s)"), "{stderr}");
+    assert!(!stderr.contains("untagged"), "{stderr}");
+    assert!(stderr.contains("5 problem(s)"), "{stderr}");
 
     // backtest checks its rules file the same way before touching the store.
     let out = herald(
