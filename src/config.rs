@@ -580,12 +580,9 @@ fn yaml_issue(path: &Path, e: &serde_saphyr::Error) -> ConfigIssue {
         file: path.to_path_buf(),
         line: loc.map(|l| l.line()),
         column: loc.map(|l| l.column()),
-        message: first_line(&e.without_snippet().to_string()),
+        // Plain words ("expected a list"), without the position the issue already carries.
+        message: herald_classifier::shape_message(e),
     }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().trim().to_string()
 }
 
 /// Line and column (1-based) of the key at dotted `path` (`channels.hook.url`) in block-style
