@@ -80,6 +80,29 @@ pub(crate) struct Book {
     full_sweep: bool,
     /// What pod records told about live pods (node, owner, labels), for every rule.
     pub(crate) pods: PodIndex,
+    /// Incidents resolved within the last [`RECENTLY_RESOLVED`], oldest first, so that an
+    /// occurrence another rule holds back (an eviction waiting for `Evicted`'s `for`) is still
+    /// absorbed by the incident that already told about it (its storm), even when that
+    /// incident resolved meanwhile.
+    recent: std::collections::VecDeque<Resolved>,
+}
+
+/// How long [`Book::recently_resolved`] remembers a resolved incident.
+pub(crate) const RECENTLY_RESOLVED: SignedDuration = SignedDuration::from_mins(30);
+
+/// A recently resolved incident: what it was about.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// When it resolved (record time).
+    pub(crate) at: Timestamp,
+    /// Its rule.
+    pub(crate) rule: String,
+    /// Its fingerprint.
+    pub(crate) fingerprint: String,
+    /// Its subject.
+    pub(crate) subject: herald_core::ObjectRef,
+    /// The objects it listed.
+    pub(crate) objects: Vec<herald_core::ObjectRef>,
 }
 
 impl Book {
@@ -94,6 +117,7 @@ impl Book {
             update_interval,
             full_sweep: false,
             pods: PodIndex::default(),
+            recent: std::collections::VecDeque::new(),
         }
     }
 
@@ -159,6 +183,11 @@ impl Book {
     /// Every open incident, by fingerprint.
     pub(crate) fn incidents(&self) -> impl Iterator<Item = &Incident> {
         self.open.values().map(|t| &t.incident)
+    }
+
+    /// Incidents resolved within the last [`RECENTLY_RESOLVED`] (of record time), oldest first.
+    pub(crate) fn recently_resolved(&self) -> impl Iterator<Item = &Resolved> {
+        self.recent.iter()
     }
 
     /// The open incidents of `rule`, by fingerprint.
@@ -322,6 +351,17 @@ impl Book {
         let mut incident = t.incident;
         incident.state = IncidentState::Resolved;
         incident.resolved_at = Some(ended.max(incident.first_seen));
+        let horizon = now.saturating_sub(RECENTLY_RESOLVED).unwrap_or(now);
+        while self.recent.front().is_some_and(|r| r.at < horizon) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Resolved {
+            at: ended.max(incident.first_seen),
+            rule: incident.rule.clone(),
+            fingerprint: incident.fingerprint.clone(),
+            subject: incident.subject.clone(),
+            objects: incident.objects.clone(),
+        });
         tracing::info!(
             rule = %incident.rule,
             fingerprint = %incident.fingerprint,

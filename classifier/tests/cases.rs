@@ -453,6 +453,7 @@ cases!(
     evicted,
     inhibition,
     storm_namespace_cluster,
+    storm_ends_before_evicted_wait,
     noise_scale_down,
     yaml_rules,
     oom_then_crash_loop,

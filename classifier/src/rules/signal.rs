@@ -625,10 +625,24 @@ impl SignalRule {
                     })
                     .min()
             };
-            let by: Option<Vec<String>> = self
-                .groups
-                .get(fp)
-                .and_then(|g| g.objects.iter().map(absorbing).collect());
+            // Or one that resolved after this group's first occurrence: it told about the
+            // object already (a storm that ended before `for` was over).
+            let first = self.groups.get(fp).map(|g| g.first);
+            let resolved = |o: &ObjectRef| {
+                book.recently_resolved()
+                    .filter(|r| first.is_some_and(|f| r.at >= f))
+                    .filter(|r| self.spec.absorbed_by.contains(&r.rule.as_str()))
+                    .find(|r| {
+                        same_object(&r.subject, o) || r.objects.iter().any(|x| same_object(x, o))
+                    })
+                    .map(|r| r.fingerprint.clone())
+            };
+            let by: Option<Vec<String>> = self.groups.get(fp).and_then(|g| {
+                g.objects
+                    .iter()
+                    .map(|o| absorbing(o).or_else(|| resolved(o)))
+                    .collect()
+            });
             if let Some(by) = by.filter(|b| !b.is_empty()) {
                 tracing::debug!(rule = %self.spec.name, fingerprint = fp, by = ?by, "already told by an open incident of another rule; not opened");
                 if let (Some(g), Some(first)) = (self.remove_group(fp), by.first()) {
