@@ -1,9 +1,10 @@
 //! Peak memory and time of the write path for a given sled cache size, on synthetic records
 //! and compact states shaped like the ingest benchmark's (Events of churning pods, ~700-byte
-//! records, ~400-byte states, groups of 256). Ignored; one process per setting:
+//! records, ~400-byte states, groups of 256). A measurement, not a test: run it in release,
+//! one process per setting (peak RSS is the process's):
 //!
 //! ```sh
-//! HERALD_CACHE_MB=32 cargo test -p herald-store --release --test write_memory -- --ignored --nocapture
+//! HERALD_CACHE_MB=32 cargo run -p herald-store --release --example write_memory
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
@@ -71,9 +72,7 @@ fn memory() -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-#[test]
-#[ignore = "a measurement: run it alone, in release, one cache size per process"]
-fn write_path_peak_memory() {
+fn main() {
     let cache_mb: u64 = std::env::var("HERALD_CACHE_MB")
         .ok()
         .and_then(|v| v.parse().ok())
