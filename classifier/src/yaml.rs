@@ -255,26 +255,102 @@ struct RulesFile {
     rules: Vec<RuleSpec>,
 }
 
-/// Parses and validates the text of a rules file (`rules: [...]`). A YAML or shape error is
-/// reported alone (with its position); otherwise every problem of every rule is reported.
+/// Parses and validates the text of a rules file (`rules: [...]`): every problem of every rule
+/// is reported, with its position. A shape error (a wrong type, an unknown field) stops the
+/// YAML parser, so when the whole file does not parse, each rule of a block-style `rules:` list
+/// is parsed on its own and each one's problems are reported; a syntax error, or a shape error
+/// outside such a list, is reported alone.
 pub fn parse_rules(text: &str) -> Result<Vec<RuleSpec>, Vec<RuleIssue>> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let file: RulesFile = serde_saphyr::from_str(text).map_err(|e| {
-        let loc = e.location();
-        vec![RuleIssue {
-            line: loc.map_or(0, |l| l.line()),
-            column: loc.map_or(0, |l| l.column()),
-            message: shape_message(&e),
-        }]
-    })?;
+    let file: RulesFile = match serde_saphyr::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let whole = yaml_issue(&e);
+            return Err(match parse_each_rule(text) {
+                Some(issues) if !issues.is_empty() => issues,
+                _ => vec![whole],
+            });
+        }
+    };
     let issues = validate_rules(&file.rules);
     if issues.is_empty() {
         Ok(file.rules)
     } else {
         Err(issues)
     }
+}
+
+fn yaml_issue(e: &serde_saphyr::Error) -> RuleIssue {
+    let loc = e.location();
+    RuleIssue {
+        line: loc.map_or(0, |l| l.line()),
+        column: loc.map_or(0, |l| l.column()),
+        message: shape_message(e),
+    }
+}
+
+/// The problems of each item of a block-style top-level `rules:` list, each item parsed alone
+/// (every other line blanked, so positions stay those of the file), then the value checks of
+/// the items that parsed. `None` when the file has no such list of at least two items.
+fn parse_each_rule(text: &str) -> Option<Vec<RuleIssue>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let content = |l: &str| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let key = lines.iter().position(|l| l.trim_end() == "rules:")?;
+    let mut starts = Vec::new();
+    let mut end = lines.len();
+    let mut item_indent = None;
+    for (i, l) in lines.iter().enumerate().skip(key + 1) {
+        if !content(l) {
+            continue;
+        }
+        let n = indent(l);
+        let dash = l.trim_start().starts_with('-');
+        match item_indent {
+            None if dash => {
+                item_indent = Some(n);
+                starts.push(i);
+            }
+            Some(m) if dash && n == m => starts.push(i),
+            Some(m) if n < m || (n == m && !dash) => {
+                end = i;
+                break;
+            }
+            None => return None,
+            Some(_) => {}
+        }
+    }
+    if starts.len() < 2 {
+        return None;
+    }
+    let mut issues = Vec::new();
+    let mut rules = Vec::new();
+    for (k, &a) in starts.iter().enumerate() {
+        let b = starts.get(k + 1).copied().unwrap_or(end);
+        let alone: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == key || (a..b).contains(&i) {
+                    *l
+                } else {
+                    ""
+                }
+            })
+            .collect();
+        match serde_saphyr::from_str::<RulesFile>(&alone.join("\n")) {
+            Ok(f) => rules.extend(f.rules),
+            Err(e) => issues.push(yaml_issue(&e)),
+        }
+    }
+    issues.extend(validate_rules(&rules));
+    issues.sort_by_key(|i| (i.line, i.column));
+    Some(issues)
 }
 
 /// The message of a YAML syntax or shape error, for a reader who has the position already:

@@ -163,3 +163,41 @@ fn scalars_are_text_in_string_or_list_fields() {
         Some(vec!["5".to_string(), "true".to_string()])
     );
 }
+
+#[test]
+fn a_shape_error_in_one_rule_does_not_hide_the_other_rules_problems() {
+    let text = "\
+# three rules, three problems
+rules:
+  - name: a
+    match:
+      reason: {x: 1}
+    severity: warning
+  - name: b
+    match:
+      reason: Evicted
+    severity: bogus
+
+  - name: c
+    match:
+      namespace: {y: 2}
+";
+    let issues = parse_rules(text).expect_err("bad rules");
+    let lines: Vec<u64> = issues.iter().map(|i| i.line).collect();
+    assert_eq!(issues.len(), 3, "{issues:#?}");
+    assert_eq!(lines[0], 5);
+    assert!(
+        issues[0]
+            .message
+            .contains("expected a string or a list of strings")
+    );
+    assert_eq!(at(&issues, 14).len(), 1, "{issues:#?}");
+    assert!(
+        issues.iter().any(|i| i.message.contains("bogus")),
+        "{issues:#?}"
+    );
+    // A syntax error in one rule: the other, good rule adds nothing.
+    let broken = "rules:\n  - name: a\n    match: {kind: pod\n  - name: b\n    match: { kind: pod }\n    severity: info\n";
+    let issues = parse_rules(broken).expect_err("broken");
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+}
