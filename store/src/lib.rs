@@ -404,19 +404,19 @@ mod tests {
         error::<StoreError>();
     }
 
+    /// Creates a database at `dir` whose schema version is `version`.
+    fn write_schema(dir: &Path, version: u8) {
+        let db = sled::Config::new().path(dir.join(DB_DIR)).open().unwrap();
+        db.open_tree(tree::META)
+            .unwrap()
+            .insert(SCHEMA_KEY, &[version][..])
+            .unwrap();
+    }
+
     #[test]
     fn schema_mismatch_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let db = sled::Config::new()
-                .path(dir.path().join(DB_DIR))
-                .open()
-                .unwrap();
-            db.open_tree(tree::META)
-                .unwrap()
-                .insert(SCHEMA_KEY, &[9u8][..])
-                .unwrap();
-        }
+        write_schema(dir.path(), 9);
         assert!(matches!(
             Store::open(dir.path()),
             Err(StoreError::UnsupportedFormat { version: 9, .. })
@@ -426,16 +426,7 @@ mod tests {
     #[test]
     fn an_older_schema_is_refused_naming_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let db = sled::Config::new()
-                .path(dir.path().join(DB_DIR))
-                .open()
-                .unwrap();
-            db.open_tree(tree::META)
-                .unwrap()
-                .insert(SCHEMA_KEY, &[1u8][..])
-                .unwrap();
-        }
+        write_schema(dir.path(), 1);
         let err = Store::open(dir.path()).unwrap_err();
         assert!(matches!(
             err,

@@ -170,15 +170,11 @@ impl Restored {
         }
     }
 
-    /// The restored tracker of a resource (with `opts`), else a new one, and the counts.
-    fn take<T: Tracker>(
-        slot: &mut Option<T>,
-        counts: Option<(usize, usize)>,
-        opts: StateOptions,
-    ) -> (T, Option<(usize, usize)>) {
+    /// The restored tracker of a resource (with `opts`), else a new one.
+    fn take<T: Tracker>(slot: &mut Option<T>, opts: StateOptions) -> T {
         let mut t = slot.take().unwrap_or_default();
         t.set_options(opts);
-        (t, counts)
+        t
     }
 }
 
@@ -289,21 +285,21 @@ impl Watcher {
             let handle = match res {
                 Resource::Events => match sh.cfg.events_api {
                     EventsApi::CoreV1 => {
-                        let (t, c) = Restored::take(&mut r.events, counts, opts);
-                        tasks.spawn(run_resource(sh, res, t, c, tx))
+                        let t = Restored::take(&mut r.events, opts);
+                        tasks.spawn(run_resource(sh, res, t, counts, tx))
                     }
                     EventsApi::EventsV1 => {
-                        let (t, c) = Restored::take(&mut r.events_v1, counts, opts);
-                        tasks.spawn(run_resource(sh, res, t, c, tx))
+                        let t = Restored::take(&mut r.events_v1, opts);
+                        tasks.spawn(run_resource(sh, res, t, counts, tx))
                     }
                 },
                 Resource::Pods => {
-                    let (t, c) = Restored::take(&mut r.pods, counts, opts);
-                    tasks.spawn(run_resource(sh, res, t, c, tx))
+                    let t = Restored::take(&mut r.pods, opts);
+                    tasks.spawn(run_resource(sh, res, t, counts, tx))
                 }
                 Resource::Nodes => {
-                    let (t, c) = Restored::take(&mut r.nodes, counts, opts);
-                    tasks.spawn(run_resource(sh, res, t, c, tx))
+                    let t = Restored::take(&mut r.nodes, opts);
+                    tasks.spawn(run_resource(sh, res, t, counts, tx))
                 }
             };
             names.insert(handle.id(), res);

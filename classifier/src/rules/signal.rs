@@ -617,10 +617,7 @@ impl SignalRule {
                     .iter()
                     .filter_map(|rule| {
                         book.incidents_of(rule)
-                            .find(|i| {
-                                same_object(&i.subject, o)
-                                    || i.objects.iter().any(|x| same_object(x, o))
-                            })
+                            .find(|i| mentions(&i.subject, &i.objects, o))
                             .map(|i| i.fingerprint.clone())
                     })
                     .min()
@@ -632,9 +629,7 @@ impl SignalRule {
                 book.recently_resolved()
                     .filter(|r| first.is_some_and(|f| r.at >= f))
                     .filter(|r| self.spec.absorbed_by.contains(&r.rule.as_str()))
-                    .find(|r| {
-                        same_object(&r.subject, o) || r.objects.iter().any(|x| same_object(x, o))
-                    })
+                    .find(|r| mentions(&r.subject, &r.objects, o))
                     .map(|r| r.fingerprint.clone())
             };
             let by: Option<Vec<String>> = self.groups.get(fp).and_then(|g| {
@@ -740,6 +735,11 @@ impl SignalRule {
             self.remove_group(&fp);
         }
     }
+}
+
+/// Whether an incident with this subject and these listed objects is about `o`.
+fn mentions(subject: &ObjectRef, objects: &[ObjectRef], o: &ObjectRef) -> bool {
+    same_object(subject, o) || objects.iter().any(|x| same_object(x, o))
 }
 
 /// `Kind/name` for cluster-scoped objects, `namespace/Kind/name` otherwise (`shop/Deployment/cart`).
