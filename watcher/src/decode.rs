@@ -16,12 +16,11 @@
 
 use std::fmt;
 
-use k8s_openapi::Metadata;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::error::one_line;
+use crate::objects::KubeObject;
 
 /// One line of a watch stream, for objects of type `O`.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +107,7 @@ pub(crate) enum Payload<O> {
     Raw(Value),
 }
 
-impl<O: Metadata<Ty = ObjectMeta>> Payload<O> {
+impl<O: KubeObject> Payload<O> {
     /// `metadata.resourceVersion`, when set.
     pub fn resource_version(&self) -> Option<String> {
         match self {
@@ -123,9 +122,7 @@ impl<O: Metadata<Ty = ObjectMeta>> Payload<O> {
 }
 
 /// The object of a payload, or why it is unusable (wrong types, no name).
-pub(crate) fn decode_payload<O: DeserializeOwned + Metadata<Ty = ObjectMeta>>(
-    p: Payload<O>,
-) -> Result<O, Malformed> {
+pub(crate) fn decode_payload<O: KubeObject>(p: Payload<O>) -> Result<O, Malformed> {
     match p {
         Payload::Typed(o) => {
             let m = o.metadata();
@@ -157,10 +154,10 @@ struct TypedEvent<O> {
 /// (no intermediate `Value`); anything else (a `Status`, an object with wrong types) goes
 /// through `Value`, so that errors keep what is readable. `Err` carries the JSON error of a line
 /// that is not a watch event at all.
-pub(crate) fn parse_frame<O: DeserializeOwned + Metadata<Ty = ObjectMeta>>(
-    line: &[u8],
-) -> Result<Frame<O>, String> {
-    if let Ok(ev) = serde_json::from_slice::<TypedEvent<O>>(line) {
+pub(crate) fn parse_frame<O: KubeObject>(line: &[u8]) -> Result<Frame<O>, String> {
+    if let Ok(ev) = serde_json::from_slice::<TypedEvent<O>>(line)
+        && ev.object.kind_field().is_none_or(|k| k == O::KIND)
+    {
         let kind = match ev.type_.as_str() {
             "ADDED" => Some(ObjectEvent::Added),
             "MODIFIED" => Some(ObjectEvent::Modified),
@@ -246,13 +243,20 @@ pub(crate) fn resource_version(v: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Decodes a raw object into `T`. The object must also have a non-empty `metadata.name`.
-pub(crate) fn decode<T: DeserializeOwned>(v: Value) -> Result<T, Malformed> {
+/// Decodes a raw object into `T`. The object must also have a non-empty `metadata.name`, and
+/// its `kind`, when it has one, must be `T`'s.
+pub(crate) fn decode<T: KubeObject>(v: Value) -> Result<T, Malformed> {
     let identity = Identity::of(&v);
     if identity.name.as_deref().is_none_or(str::is_empty) {
         return Err(Malformed {
             identity,
             error: "metadata.name is missing".to_string(),
+        });
+    }
+    if let Some(kind) = identity.kind.as_deref().filter(|k| *k != T::KIND) {
+        return Err(Malformed {
+            error: format!("kind is {kind:?}, expected {:?}", T::KIND),
+            identity,
         });
     }
     serde_json::from_value(v).map_err(|e| Malformed {
@@ -1378,7 +1382,7 @@ mod stream_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::Pod;
+    use crate::objects::Pod;
 
     #[test]
     fn frames() {
@@ -1428,7 +1432,7 @@ mod tests {
         assert!(matches!(object, Payload::Typed(_)));
         assert_eq!(object.resource_version().as_deref(), Some("14"));
         let f = parse_frame::<Pod>(
-            br#"{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"b","namespace":"n","resourceVersion":"15"},"spec":{"containers":"oops"}}}"#,
+            br#"{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"b","namespace":"n","resourceVersion":"15"},"status":{"containerStatuses":"oops"}}}"#,
         )
         .unwrap();
         let Frame::Object { object, .. } = f else {
@@ -1438,6 +1442,17 @@ mod tests {
         assert_eq!(object.resource_version().as_deref(), Some("15"));
         let err = decode_payload(object).unwrap_err();
         assert_eq!(err.identity.name.as_deref(), Some("b"));
+        // An object of another kind on the stream is malformed too.
+        let f = parse_frame::<Pod>(
+            br#"{"type":"ADDED","object":{"kind":"Node","metadata":{"name":"c","resourceVersion":"16"}}}"#,
+        )
+        .unwrap();
+        let Frame::Object { object, .. } = f else {
+            panic!("not an object frame")
+        };
+        assert!(matches!(object, Payload::Raw(_)));
+        let err = decode_payload(object).unwrap_err();
+        assert_eq!(err.error, "kind is \"Node\", expected \"Pod\"");
         let unnamed = parse_frame::<Pod>(
             br#"{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"namespace":"n"}}}"#,
         )

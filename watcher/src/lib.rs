@@ -6,6 +6,7 @@
 //!   for its version so start-up fails with one clear line when it is unreachable.
 //! - [`Watcher`] runs one list/watch loop per resource (see [`watcher`] for the
 //!   exact requests, resume, re-list and checkpoint rules) and sends [`WatchItem`]s.
+//! - [`objects`] are the slim views objects are decoded into (only the fields used).
 //! - [`state`] holds the compact per-object state and the transition rules as plain
 //!   synchronous functions.
 //!
@@ -16,6 +17,7 @@ pub mod client;
 pub mod config;
 mod decode;
 pub mod error;
+pub mod objects;
 pub mod replay;
 mod request;
 pub mod state;

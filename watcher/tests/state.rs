@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use herald_core::{NodeChange, ObjectKind, PodChange, RecordBody, Timestamp};
+use herald_watcher::objects::{Event, Node, Pod};
 use herald_watcher::state::{Source, StateOptions, event, node, pod};
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use serde_json::{Value, json};
 
 fn fixture(path: &str) -> Value {

@@ -555,8 +555,8 @@ async fn pods_and_nodes_with_namespace_and_selectors() {
     before["metadata"]["resourceVersion"] = json!("100");
     let mut after = oom.clone();
     after["metadata"]["resourceVersion"] = json!("105");
-    // Synthetic malformed item: `spec.containers` is not a list.
-    let broken = json!({"kind":"Pod","apiVersion":"v1","metadata":{"name":"broken","namespace":"kube-system","uid":"u-broken"},"spec":{"containers":"nope"}});
+    // Synthetic malformed item: `status.containerStatuses` (read by the watcher) is not a list.
+    let broken = json!({"kind":"Pod","apiVersion":"v1","metadata":{"name":"broken","namespace":"kube-system","uid":"u-broken"},"status":{"containerStatuses":"nope"}});
     let pod_list = json!({"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"101"},"items":[broken, before]});
     fake.push(pods_path, false, Canned::Json(200, pod_list.to_string()));
     fake.push(

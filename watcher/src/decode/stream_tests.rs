@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use crate::objects::{Event, Node, Pod};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde_json::{Value, json};

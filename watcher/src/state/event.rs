@@ -5,11 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::objects::{Event, EventSeries, EventV1};
 use herald_core::{
     EventRecord, EventSource, ObjectKind, ObjectRef, Record, RecordBody, RecordId, Timestamp,
 };
-use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::api::events::v1::Event as EventV1;
 
 use super::{FirstSight, RecordCtx, Source, StateOptions, Tracker, non_empty, object_key};
 
@@ -229,27 +228,23 @@ impl Tracker for EventState {
 /// `reportingComponent`, `series` kept).
 pub fn events_v1_to_core(ev: &EventV1) -> Event {
     Event {
+        kind: ev.kind.clone(),
         metadata: ev.metadata.clone(),
         involved_object: ev.regarding.clone().unwrap_or_default(),
-        related: ev.related.clone(),
         reason: ev.reason.clone(),
         message: ev.note.clone(),
         type_: ev.type_.clone(),
-        action: ev.action.clone(),
         count: ev.deprecated_count,
-        first_timestamp: ev.deprecated_first_timestamp.clone(),
-        last_timestamp: ev.deprecated_last_timestamp.clone(),
+        first_timestamp: ev.deprecated_first_timestamp,
+        last_timestamp: ev.deprecated_last_timestamp,
         source: ev.deprecated_source.clone(),
-        event_time: ev.event_time.clone(),
+        event_time: ev.event_time,
         reporting_component: ev.reporting_controller.clone(),
         reporting_instance: ev.reporting_instance.clone(),
-        series: ev
-            .series
-            .as_ref()
-            .map(|s| k8s_openapi::api::core::v1::EventSeries {
-                count: Some(s.count),
-                last_observed_time: Some(s.last_observed_time.clone()),
-            }),
+        series: ev.series.as_ref().map(|s| EventSeries {
+            count: Some(s.count),
+            last_observed_time: Some(s.last_observed_time),
+        }),
     }
 }
 

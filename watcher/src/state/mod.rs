@@ -35,8 +35,9 @@
 use std::collections::HashSet;
 
 use herald_core::{Record, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
+
+use crate::objects::{KubeObject, ObjectMeta};
 
 pub mod event;
 pub mod node;
@@ -126,7 +127,7 @@ pub(crate) struct RecordCtx<'a> {
 /// The state of one resource as the generic list/watch loop drives it.
 pub(crate) trait Tracker: Default + Send + 'static {
     /// The typed object.
-    type Object: DeserializeOwned + Send + k8s_openapi::Metadata<Ty = ObjectMeta>;
+    type Object: KubeObject;
 
     /// The object's state key; `None` when it is unusable (no name).
     fn key(obj: &Self::Object) -> Option<String>;

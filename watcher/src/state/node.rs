@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::objects::{Node, NodeCondition};
 use herald_core::{NodeChange, NodeTransition, ObjectRef, Record, RecordBody, RecordId};
-use k8s_openapi::api::core::v1::Node;
 
 use super::{FirstSight, RecordCtx, Source, StateOptions, Tracker, non_empty, object_key};
 
@@ -195,7 +195,7 @@ pub fn remove_unlisted(state: &mut NodeState, listed: &HashSet<String>) -> Vec<N
         .collect()
 }
 
-fn tracked(node: &Node) -> impl Iterator<Item = &k8s_openapi::api::core::v1::NodeCondition> {
+fn tracked(node: &Node) -> impl Iterator<Item = &NodeCondition> {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_deref())
@@ -204,10 +204,7 @@ fn tracked(node: &Node) -> impl Iterator<Item = &k8s_openapi::api::core::v1::Nod
         .filter(|c| TRACKED_CONDITIONS.contains(&c.type_.as_str()))
 }
 
-fn condition_changed(
-    c: &k8s_openapi::api::core::v1::NodeCondition,
-    before: Option<&str>,
-) -> NodeChange {
+fn condition_changed(c: &NodeCondition, before: Option<&str>) -> NodeChange {
     NodeChange::ConditionChanged {
         condition: c.type_.clone(),
         from: before.map(str::to_string),

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use crate::objects::{ContainerStateTerminated, ContainerStatus, Pod};
 use herald_core::{ObjectKind, ObjectRef, PodChange, PodTransition, Record, RecordBody, RecordId};
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 
 use super::{FirstSight, RecordCtx, Source, StateOptions, Tracker, non_empty, object_key};
 
