@@ -29,6 +29,7 @@
 //! | `incident_changes` | `incident_id:str at:ts seq:u64` |
 //! | `checkpoints` | `resource` (raw) |
 //! | `watch_state` | `resource:str object_key` (raw) |
+//! | `watch_state_log` | `resource:str seq:u64` |
 //! | `notifications` | `notification_id` (raw) |
 //! | `notifications_pending` | `notification_id` (raw) |
 //! | `notifications_by_incident` | `incident_id:str created_at:ts notification_id` (raw) |
@@ -297,6 +298,13 @@ pub(crate) fn parent_name_key(parent: &str, name: &str) -> Vec<u8> {
     out
 }
 
+/// A `watch_state_log` key: `resource:str seq:u64` (the blocks of a resource in order).
+pub(crate) fn watch_log_key(resource: &str, seq: u64) -> Vec<u8> {
+    let mut out = str_prefix(resource);
+    out.extend_from_slice(&u64_key(seq));
+    out
+}
+
 /// The escaped, terminated form of one string: the prefix of every key under that parent.
 pub(crate) fn str_prefix(parent: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(parent.len() + 2);
@@ -507,6 +515,15 @@ mod tests {
             let (ka, kb) = (log_key(&pa, a, sa), log_key(&pb, b, sb));
             prop_assert_eq!(ka.cmp(&kb), (pa.as_bytes(), a, sa).cmp(&(pb.as_bytes(), b, sb)));
             prop_assert_eq!(kb.starts_with(&str_prefix(&pa)), pa == pb);
+        }
+
+        #[test]
+        fn watch_log_keys_group_by_resource_and_order_by_seq(ra in any_text(), rb in any_text(),
+                                                             sa in any::<u64>(), sb in any::<u64>()) {
+            let (ka, kb) = (watch_log_key(&ra, sa), watch_log_key(&rb, sb));
+            prop_assert_eq!(ka.cmp(&kb), (ra.as_bytes(), sa).cmp(&(rb.as_bytes(), sb)));
+            prop_assert_eq!(kb.starts_with(&str_prefix(&ra)), ra == rb);
+            prop_assert_eq!(decode_u64(&ka[str_prefix(&ra).len()..]), Some(sa));
         }
     }
 

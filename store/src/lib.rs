@@ -7,15 +7,18 @@
 //! - **incidents** (upserted on every transition), their **change log**, and indexes by first
 //!   seen, by object (subject and affected objects) and by open state;
 //! - **watch checkpoints**, one per resource, and the watcher's compact per-object state
-//!   ([`ObjectState`](herald_core::ObjectState)), so a restart resumes with it;
+//!   ([`ObjectState`](herald_core::ObjectState)), so a restart resumes with it: a base with one
+//!   entry per object and a per-resource log with one block per write, folded into the base now
+//!   and then (`watch_state.rs`);
 //! - **notifications** (the outbox, keyed by idempotency key) with a pending set, and every
 //!   **delivery attempt**;
 //! - **retention** ([`Store::prune`]) and **stats**.
 //!
 //! It stores and indexes; it never interprets records or decides anything. A value and its index
 //! entries are written atomically: records and their indexes share one tree and are written by one
-//! `apply_batch`; other writes that touch several trees are one sled transaction. So a crash never
-//! leaves an index entry without its value or the other way round. Keys are built in `keys.rs`
+//! `apply_batch`; other writes that touch several trees are one sled transaction (except the
+//! watch-state fold, whose ordered writes read the same after a crash at any point). So a crash
+//! never leaves an index entry without its value or the other way round. Keys are built in `keys.rs`
 //! (order-preserving, see there), values in `codec.rs` (format byte + JSON), record blocks in
 //! `block.rs`.
 //!
@@ -36,11 +39,12 @@ mod outbox;
 mod records;
 mod retention;
 mod silences;
+mod watch_state;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use herald_core::Timestamp;
 use sled::transaction::TransactionError;
@@ -69,8 +73,11 @@ mod tree {
     pub const INCIDENT_CHANGES: &str = "incident_changes";
     /// Resource -> checkpoint.
     pub const CHECKPOINTS: &str = "checkpoints";
-    /// (resource, object key) -> the watcher's compact state of that object.
+    /// (resource, object key) -> the watcher's compact state of that object: the base, as of
+    /// the last fold of the log (see `watch_state.rs`).
     pub const WATCH_STATE: &str = "watch_state";
+    /// (resource, seq) -> a block of state changes made since the last fold.
+    pub const WATCH_STATE_LOG: &str = "watch_state_log";
     /// Notification id -> notification.
     pub const NOTIFICATIONS: &str = "notifications";
     /// Notification id -> (), while neither delivered nor dead.
@@ -93,9 +100,13 @@ mod tree {
 /// The subdirectory of the data directory that holds the sled database.
 pub const DB_DIR: &str = "sled";
 
-/// Version of the tree layout and key encoding, kept in the `meta` tree. 2: records in blocks,
-/// with their indexes in the same tree (1: one tree per record index).
-const SCHEMA_VERSION: u8 = 2;
+/// Version of the tree layout and key encoding, kept in the `meta` tree. 3: watch states in a
+/// base and a per-resource log of blocks (`watch_state_log`); 2: records in blocks, with their
+/// indexes in the same tree; 1: one tree per record index.
+const SCHEMA_VERSION: u8 = 3;
+/// The oldest version [`check_schema`] upgrades in place: a schema-2 database only lacks the
+/// (empty) watch-state log, and its `watch_state` tree is a valid base.
+const SCHEMA_UPGRADABLE: u8 = 2;
 const SCHEMA_KEY: &[u8] = b"schema";
 
 /// Default sled page cache size, [`StoreOptions::cache_capacity_bytes`]. sled's default (1 GiB)
@@ -138,6 +149,9 @@ struct Inner {
     incident_changes: sled::Tree,
     checkpoints: sled::Tree,
     watch_state: sled::Tree,
+    watch_state_log: sled::Tree,
+    /// Serialises watch-state writes, folds and log loads; holds the log sizes.
+    watch_state_lock: Mutex<watch_state::LogState>,
     notifications: sled::Tree,
     notifications_pending: sled::Tree,
     notifications_by_incident: sled::Tree,
@@ -264,6 +278,8 @@ impl Store {
             incident_changes: open(tree::INCIDENT_CHANGES)?,
             checkpoints: open(tree::CHECKPOINTS)?,
             watch_state: open(tree::WATCH_STATE)?,
+            watch_state_log: open(tree::WATCH_STATE_LOG)?,
+            watch_state_lock: Mutex::default(),
             notifications: open(tree::NOTIFICATIONS)?,
             notifications_pending: open(tree::NOTIFICATIONS_PENDING)?,
             notifications_by_incident: open(tree::NOTIFICATIONS_BY_INCIDENT)?,
@@ -304,6 +320,7 @@ impl Store {
             (tree::INCIDENT_CHANGES, &i.incident_changes),
             (tree::CHECKPOINTS, &i.checkpoints),
             (tree::WATCH_STATE, &i.watch_state),
+            (tree::WATCH_STATE_LOG, &i.watch_state_log),
             (tree::NOTIFICATIONS, &i.notifications),
             (tree::NOTIFICATIONS_PENDING, &i.notifications_pending),
             (
@@ -354,28 +371,47 @@ fn is_lock_error(e: &sled::Error) -> bool {
     }
 }
 
-/// Records the schema version in a new database; refuses a database of another version (an
-/// older one with [`StoreError::OldSchema`], which names the fix).
+/// Records the schema version in a new database; upgrades a schema-2 database in place (it
+/// only lacks the watch-state log tree, which opening creates empty); refuses any other version
+/// (an older one with [`StoreError::OldSchema`], which names the fix; a newer one with
+/// [`StoreError::UnsupportedFormat`]).
 fn check_schema(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
     let meta = db.open_tree(tree::META)?;
-    match meta.compare_and_swap(
-        SCHEMA_KEY,
-        None as Option<&[u8]>,
-        Some(&[SCHEMA_VERSION][..]),
-    )? {
-        Ok(()) => Ok(()),
-        Err(cas) => match cas.current.as_deref() {
-            Some([SCHEMA_VERSION]) => Ok(()),
-            Some(&[old]) if old < SCHEMA_VERSION => Err(StoreError::OldSchema {
-                path: dir.join(DB_DIR),
-                found: old,
-                expected: SCHEMA_VERSION,
-            }),
-            other => Err(StoreError::UnsupportedFormat {
-                what: "database schema",
-                version: other.and_then(|v| v.first().copied()).unwrap_or(0),
-            }),
-        },
+    let mut expected: Option<&[u8]> = None;
+    loop {
+        match meta.compare_and_swap(SCHEMA_KEY, expected, Some(&[SCHEMA_VERSION][..]))? {
+            Ok(()) => {
+                if let Some(&[old]) = expected {
+                    // `open_with` opens (creates) the log tree next.
+                    tracing::info!(
+                        path = %dir.display(),
+                        from = old,
+                        to = SCHEMA_VERSION,
+                        "store schema upgraded in place"
+                    );
+                }
+                return Ok(());
+            }
+            Err(cas) => match cas.current.as_deref() {
+                Some([SCHEMA_VERSION]) => return Ok(()),
+                Some([SCHEMA_UPGRADABLE]) if expected.is_none() => {
+                    expected = Some(&[SCHEMA_UPGRADABLE]);
+                }
+                Some(&[old]) if old < SCHEMA_VERSION => {
+                    return Err(StoreError::OldSchema {
+                        path: dir.join(DB_DIR),
+                        found: old,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+                other => {
+                    return Err(StoreError::UnsupportedFormat {
+                        what: "database schema",
+                        version: other.and_then(|v| v.first().copied()).unwrap_or(0),
+                    });
+                }
+            },
+        }
     }
 }
 
@@ -446,6 +482,75 @@ mod tests {
             text.contains("move that directory away or delete it"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_schema_2_database_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A schema-2 database: its watch states are all in the `watch_state` tree.
+            let db = sled::Config::new()
+                .path(dir.path().join(DB_DIR))
+                .open()
+                .unwrap();
+            db.open_tree(tree::META)
+                .unwrap()
+                .insert(SCHEMA_KEY, &[2][..])
+                .unwrap();
+            let base = db.open_tree(tree::WATCH_STATE).unwrap();
+            base.insert(keys::parent_name_key("pods", "ns/a"), &b"A"[..])
+                .unwrap();
+            base.insert(keys::parent_name_key("pods", "ns/b"), &b"B"[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let states = |store: &Store| {
+            store
+                .watch_states("pods")
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.key, s.state.unwrap()))
+                .collect::<Vec<_>>()
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(
+                store
+                    .inner
+                    .db
+                    .open_tree(tree::META)
+                    .unwrap()
+                    .get(SCHEMA_KEY)
+                    .unwrap(),
+                Some(sled::IVec::from(&[SCHEMA_VERSION][..]))
+            );
+            assert_eq!(SCHEMA_VERSION, 3);
+            assert_eq!(
+                states(&store),
+                vec![
+                    ("ns/a".to_string(), b"A".to_vec()),
+                    ("ns/b".to_string(), b"B".to_vec())
+                ]
+            );
+            store
+                .put_watch_states(
+                    "pods",
+                    &[herald_core::ObjectState {
+                        key: "ns/a".into(),
+                        state: None,
+                    }],
+                )
+                .unwrap();
+            assert_eq!(store.stats().unwrap().trees[tree::WATCH_STATE_LOG], 1);
+        }
+        // Opened again as schema 3, with the logged removal.
+        let store = loop {
+            match Store::open(dir.path()) {
+                Err(e) if e.is_locked() => std::thread::sleep(std::time::Duration::from_millis(10)),
+                other => break other.unwrap(),
+            }
+        };
+        assert_eq!(states(&store), vec![("ns/b".to_string(), b"B".to_vec())]);
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! The notification outbox (notifications keyed by idempotency key, the pending set, the
 //! per-incident index), delivery attempts, dead letters and their retry, the fates of
-//! notifications settled without a send of their own (digested, silenced), watch checkpoints
-//! and the watcher's compact state.
+//! notifications settled without a send of their own (digested, silenced) and watch
+//! checkpoints (the watcher's compact state is in `watch_state.rs`).
 //!
 //! A notification is in exactly one of these states: pending (in `notifications_pending`; the
 //! value is empty, or the instant of a `retry` of a dead letter), delivered (a `Delivered`
 //! attempt), dead (in `notifications_dead`), or settled with a [`Fate`].
 
 use herald_core::{
-    Checkpoint, DeliveryAttempt, DeliveryOutcome, IncidentId, Notification, ObjectState, Timestamp,
+    Checkpoint, DeliveryAttempt, DeliveryOutcome, IncidentId, Notification, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -55,75 +55,6 @@ impl Store {
             .insert(cp.resource.as_bytes(), value)?;
         tracing::trace!(resource = %cp.resource, resource_version = %cp.resource_version, "checkpoint stored");
         Ok(())
-    }
-
-    /// Applies changes to the watcher's compact state of `resource`: each entry replaces the
-    /// stored state of its key, or removes it when `state` is `None`. Atomic (one batch).
-    ///
-    /// The watcher sends a resource's state changes before the checkpoint that covers them, so
-    /// after a crash the stored state is never older than the stored checkpoint (it may be
-    /// newer, which the watcher's diff tolerates: re-applying a change it already has yields
-    /// nothing).
-    pub fn put_watch_states(
-        &self,
-        resource: &str,
-        states: &[ObjectState],
-    ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for s in states {
-            let key = keys::parent_name_key(resource, &s.key);
-            match &s.state {
-                Some(bytes) => batch.insert(key, bytes.as_slice()),
-                None => batch.remove(key),
-            }
-        }
-        self.inner.watch_state.apply_batch(batch)?;
-        tracing::trace!(%resource, changes = states.len(), "watch state stored");
-        Ok(())
-    }
-
-    /// Forgets every watch checkpoint and all compact state, so the next watcher lists from
-    /// scratch (for a data directory reused against another cluster, such as each run of
-    /// `herald demo` with its new simulator). Records and incidents are kept.
-    pub fn reset_watch_positions(&self) -> Result<(), StoreError> {
-        self.inner.checkpoints.clear()?;
-        self.inner.watch_state.clear()?;
-        tracing::info!("watch checkpoints and compact state cleared");
-        Ok(())
-    }
-
-    /// The stored compact state of every object of `resource`, in key order, in one `Vec`.
-    /// For many objects prefer [`Store::for_each_watch_state`], which holds one at a time.
-    pub fn watch_states(&self, resource: &str) -> Result<Vec<ObjectState>, StoreError> {
-        let mut out = Vec::new();
-        self.for_each_watch_state(resource, |s| {
-            out.push(s);
-            Ok::<_, StoreError>(())
-        })?;
-        Ok(out)
-    }
-
-    /// Calls `f` with the stored compact state of every object of `resource`, in key order,
-    /// one at a time (a streaming restore: memory stays at one state plus sled's cache).
-    /// Stops at the first error, from the store or from `f`; `E` only needs a conversion from
-    /// [`StoreError`] (`anyhow::Error` has one). Returns how many states `f` was given.
-    pub fn for_each_watch_state<E, F>(&self, resource: &str, mut f: F) -> Result<u64, E>
-    where
-        E: From<StoreError>,
-        F: FnMut(ObjectState) -> Result<(), E>,
-    {
-        let prefix = keys::str_prefix(resource);
-        let mut n = 0u64;
-        for kv in self.inner.watch_state.scan_prefix(&prefix) {
-            let (k, v) = kv.map_err(|e| E::from(StoreError::Sled(e)))?;
-            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            f(ObjectState {
-                key,
-                state: Some(v.to_vec()),
-            })?;
-            n += 1;
-        }
-        Ok(n)
     }
 
     /// Adds `n` to the outbox (pending) unless a notification with the same id (idempotency

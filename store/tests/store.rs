@@ -609,6 +609,167 @@ fn watch_states_stream_one_at_a_time_and_stop_at_an_error() {
     assert_eq!(calls, 3);
 }
 
+/// Opens `dir` again right after a close: sled's flusher thread can hold the file lock for a
+/// moment after the last handle is dropped.
+fn reopen(dir: &Path) -> Store {
+    for _ in 0..200 {
+        match Store::open(dir) {
+            Err(e) if e.is_locked() => std::thread::sleep(std::time::Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed locked", dir.display());
+}
+
+fn state(key: &str, v: Option<&str>) -> ObjectState {
+    ObjectState {
+        key: key.into(),
+        state: v.map(|v| v.as_bytes().to_vec()),
+    }
+}
+
+#[test]
+fn watch_states_overwrite_delete_and_keep_resources_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        // Interleaved writes to resources whose names share a prefix.
+        store
+            .put_watch_states(
+                "pods",
+                &[state("ns/a", Some("a1")), state("ns/b", Some("b1"))],
+            )
+            .unwrap();
+        store
+            .put_watch_states(
+                "pod",
+                &[state("ns/a", Some("other")), state("ns/c", Some("c"))],
+            )
+            .unwrap();
+        // Overwrite, delete, delete of a missing key, in one call; the later entry of a key wins.
+        store
+            .put_watch_states(
+                "pods",
+                &[
+                    state("ns/a", Some("a2")),
+                    state("ns/b", None),
+                    state("ns/missing", None),
+                    state("ns/d", Some("d1")),
+                    state("ns/d", Some("d2")),
+                ],
+            )
+            .unwrap();
+        store
+            .put_watch_states("pod", &[state("ns/c", None)])
+            .unwrap();
+        // A key deleted then written again.
+        store
+            .put_watch_states("pods", &[state("ns/b", Some("b2"))])
+            .unwrap();
+        store.put_watch_states("pods", &[]).unwrap();
+        let stats = store.stats().unwrap();
+        assert_eq!(
+            stats.trees["watch_state_log"], 5,
+            "one entry per non-empty call"
+        );
+        assert_eq!(stats.trees["watch_state"], 0, "nothing folded yet");
+    }
+    let store = reopen(dir.path());
+    let pods = vec![
+        state("ns/a", Some("a2")),
+        state("ns/b", Some("b2")),
+        state("ns/d", Some("d2")),
+    ];
+    assert_eq!(store.watch_states("pods").unwrap(), pods);
+    assert_eq!(
+        store.watch_states("pod").unwrap(),
+        vec![state("ns/a", Some("other"))]
+    );
+    assert_eq!(store.watch_states("po").unwrap(), vec![]);
+    let mut seen = Vec::new();
+    let n = store
+        .for_each_watch_state("pods", |s| {
+            seen.push(s);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    assert_eq!((n, seen), (3, pods));
+    store.reset_watch_positions().unwrap();
+    assert_eq!(store.watch_states("pods").unwrap(), vec![]);
+    assert_eq!(store.watch_states("pod").unwrap(), vec![]);
+    let stats = store.stats().unwrap();
+    assert_eq!(
+        (stats.trees["watch_state_log"], stats.trees["watch_state"]),
+        (0, 0)
+    );
+    // Writing after a reset starts a new log.
+    store
+        .put_watch_states("pods", &[state("ns/z", Some("z"))])
+        .unwrap();
+    assert_eq!(
+        store.watch_states("pods").unwrap(),
+        vec![state("ns/z", Some("z"))]
+    );
+}
+
+#[test]
+fn watch_states_survive_a_fold_at_the_default_bound_and_a_reopen() {
+    // 140 calls of 256 changes over 600 keys (35,840 changes) pass the default log bound of
+    // 32,768 changes once: one fold, which writes each of the 600 keys once.
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    {
+        let store = open(dir.path());
+        for call in 0..140u32 {
+            let states: Vec<ObjectState> = (0..256u32)
+                .map(|j| {
+                    let k = (call * 256 + j) * 7 % 600;
+                    ObjectState {
+                        key: format!("ns/pod-{k:04}"),
+                        // every 5th change of a call removes its key
+                        state: (j % 5 != 0).then(|| format!("{call}-{j}").into_bytes()),
+                    }
+                })
+                .collect();
+            for s in &states {
+                match &s.state {
+                    Some(v) => model.insert(s.key.clone(), v.clone()),
+                    None => model.remove(&s.key),
+                };
+            }
+            store.put_watch_states("pods", &states).unwrap();
+        }
+        store
+            .put_watch_states("nodes", &[state("n1", Some("ready"))])
+            .unwrap();
+        let stats = store.stats().unwrap();
+        // The fold ran before the call that would have passed the bound (the 129th):
+        // 128 blocks folded, 12 logged since, plus the node's.
+        assert_eq!(stats.trees["watch_state_log"], 13);
+        assert!(stats.trees["watch_state"] <= 600);
+        let expected: Vec<ObjectState> = model
+            .iter()
+            .map(|(k, v)| ObjectState {
+                key: k.clone(),
+                state: Some(v.clone()),
+            })
+            .collect();
+        assert_eq!(store.watch_states("pods").unwrap(), expected);
+    }
+    let store = reopen(dir.path());
+    let got: BTreeMap<String, Vec<u8>> = store
+        .watch_states("pods")
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.key, s.state.unwrap()))
+        .collect();
+    assert_eq!(got, model);
+    assert_eq!(
+        store.watch_states("nodes").unwrap(),
+        vec![state("n1", Some("ready"))]
+    );
+}
+
 #[tokio::test]
 async fn data_survives_reopen_and_ids_keep_increasing() {
     let dir = tempfile::tempdir().unwrap();
