@@ -21,7 +21,7 @@
 //! |---|---|
 //! | `records` (blocks) | `'b' last_id:u64` -> a block of records (see `block.rs`) |
 //! | `records` (time index) | `'t' max_observed_at:ts last_id:u64` -> `min_observed_at:ts` |
-//! | `records` (object index) | `'o' kind:str key:str observed_at:ts id:u64` |
+//! | `records` (object index) | `'o' kind:str key:str first_observed_at:ts last_id:u64` -> `(observed_at:ts id:u64)*` (schema 2: `observed_at id` -> empty) |
 //! | `incidents` | `incident_id` (raw) |
 //! | `incidents_by_time` | `first_seen:ts incident_id` (raw) |
 //! | `incidents_by_object` | `kind:str key:str first_seen:ts incident_id` (raw) |

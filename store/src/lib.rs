@@ -3,7 +3,8 @@
 //! [`Store`] owns one sled database in `DATA_DIR/sled/` and persists, with their indexes:
 //!
 //! - **records** (what the watcher observed), in blocks of the records appended together, with a
-//!   sparse time index (one entry per block) and an object index (one entry per record);
+//!   sparse time index (one entry per block) and an object index (one entry per object and
+//!   block, listing that object's records in the block);
 //! - **incidents** (upserted on every transition), their **change log**, and indexes by first
 //!   seen, by object (subject and affected objects) and by open state;
 //! - **watch checkpoints**, one per resource, and the watcher's compact per-object state
@@ -59,7 +60,7 @@ mod tree {
     pub const META: &str = "meta";
     /// Records and their indexes, told apart by a tag byte (see `keys.rs`): blocks of records
     /// by last id, the time index by (latest observed_at, last id), the object index by
-    /// (kind, key, observed_at, id).
+    /// (kind, key, first observed_at, block's last id).
     pub const RECORDS: &str = "records";
     /// Incident id -> incident (latest state).
     pub const INCIDENTS: &str = "incidents";

@@ -11,15 +11,24 @@
 //!   [`BLOCK_SPAN_NANOS`] of `observed_at` (a group that does is cut into several blocks), so
 //!   the blocks holding records of a window `since..=until` are among the time entries from
 //!   `since` to `until + BLOCK_SPAN`;
-//! - each record has one **object index** entry, `(kind, key, observed_at, id)`.
+//! - each block has one **object index** entry per object its records are about,
+//!   `(kind, key, first observed_at of those records, block's last id)`, whose value lists the
+//!   `(observed_at, id)` of those records ([`REF_LEN`] bytes each). A block spans at most
+//!   [`BLOCK_SPAN_NANOS`], so an object's records of a window `since..=until` are among its
+//!   entries from `since - BLOCK_SPAN` to `until`. Under load a pod's status change and the
+//!   Events about it arrive together: one entry per object and block (about half as many
+//!   entries as records in `herald bench ingest`) instead of one per record. An entry with an
+//!   empty value is one record's, in the layout of schema 2 (`(kind, key, observed_at, id)`);
+//!   queries and prune read both.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use herald_core::{ObjectKind, Record, RecordId, Timestamp};
 
 use crate::block::{self, Entry};
 use crate::codec::{decode, encode};
-use crate::keys::{self, ObjectRecordKey, U64_LEN};
+use crate::keys::{self, ObjectRecordKey, TS_LEN, U64_LEN};
 use crate::{Store, StoreError, TimeQuery, tree};
 
 /// The most `observed_at` time one block may span (between its earliest and latest record).
@@ -32,6 +41,9 @@ const BLOCK_MAX_RECORDS: usize = 1024;
 const BLOCK_MAX_BYTES: usize = 1 << 20;
 /// Blocks looked at per step of [`Store::prune_records`] (each is pruned in its own batch).
 const PRUNE_BLOCKS: usize = 256;
+
+/// Bytes of one `(observed_at, id)` in an object index value.
+pub(crate) const REF_LEN: usize = TS_LEN + U64_LEN;
 
 /// Direction of an index scan.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,12 +98,67 @@ impl Block {
     }
 }
 
-/// One record to be written: its id, time, encoded value and object index key.
+/// One record to be written: its id, time, encoded value and object index prefix.
 struct Row {
     id: u64,
     at: Timestamp,
     value: Vec<u8>,
-    object_key: Vec<u8>,
+    object: Vec<u8>,
+}
+
+/// Where an indexed record is: in the block keyed by this id, or (a schema 2 entry) in the
+/// block holding the record's id.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    Block(u64),
+    Holding,
+}
+
+/// Encodes the `(observed_at, id)` of an object index value.
+fn encode_refs(refs: &[(Timestamp, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(refs.len() * REF_LEN);
+    for (at, id) in refs {
+        out.extend_from_slice(&keys::ts(*at));
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    out
+}
+
+/// Decodes an object index value written by [`encode_refs`].
+fn decode_refs(v: &[u8]) -> Option<Vec<(Timestamp, u64)>> {
+    if !v.len().is_multiple_of(REF_LEN) {
+        return None;
+    }
+    v.chunks_exact(REF_LEN)
+        .map(|c| {
+            Some((
+                keys::decode_ts(&c[..TS_LEN])?,
+                keys::decode_u64(&c[TS_LEN..])?,
+            ))
+        })
+        .collect()
+}
+
+/// The object index entries of one block: for each object, its entry key and value.
+fn object_entries<'a>(
+    rows: impl Iterator<Item = (&'a [u8], Timestamp, u64)>,
+    last_id: u64,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut by_object: BTreeMap<&[u8], Vec<(Timestamp, u64)>> = BTreeMap::new();
+    for (object, at, id) in rows {
+        by_object.entry(object).or_default().push((at, id));
+    }
+    by_object
+        .into_iter()
+        .filter_map(|(object, mut refs)| {
+            refs.sort_unstable();
+            let first = refs.first()?.0;
+            let mut key = object.to_vec();
+            key.extend_from_slice(&keys::ts(first));
+            key.extend_from_slice(&keys::u64_key(last_id));
+            Some((key, encode_refs(&refs)))
+        })
+        .collect()
 }
 
 impl Store {
@@ -135,23 +202,30 @@ impl Store {
                 id,
                 at: r.observed_at,
                 value: encode(tree::RECORDS, &*r)?,
-                object_key: object_record_key(r).encode(),
+                object: keys::record_object_prefix(r.object.kind.as_str(), &r.object.key()),
             });
         }
         let mut batch = sled::Batch::default();
         let mut blocks = 0usize;
+        let mut objects = 0usize;
         let mut start = 0;
         while start < rows.len() {
             let end = block_end(&rows[start..]) + start;
-            put_block(&mut batch, &rows[start..end]);
+            let block = &rows[start..end];
+            put_block(&mut batch, block);
+            let last_id = block.last().map_or(0, |r| r.id);
+            for (k, v) in object_entries(
+                block.iter().map(|r| (r.object.as_slice(), r.at, r.id)),
+                last_id,
+            ) {
+                batch.insert(k, v);
+                objects += 1;
+            }
             blocks += 1;
             start = end;
         }
-        for row in &rows {
-            batch.insert(row.object_key.as_slice(), &[][..]);
-        }
         i.records.apply_batch(batch)?;
-        tracing::trace!(records = rows.len(), blocks, "records appended");
+        tracing::trace!(records = rows.len(), blocks, objects, "records appended");
         Ok(())
     }
 
@@ -189,8 +263,7 @@ impl Store {
         q: &TimeQuery,
     ) -> Result<Vec<Record>, StoreError> {
         let prefix = keys::record_object_prefix(kind.as_str(), key);
-        let (lo, hi) = keys::time_range(&prefix, q.since, q.until);
-        self.scan_object_index(lo, hi, q, Order::Oldest)
+        self.scan_object_index(&prefix, q, Order::Oldest)
     }
 
     /// Like [`Store::records_for_object`] but, with a limit, the *newest* `limit` records of the
@@ -202,8 +275,7 @@ impl Store {
         q: &TimeQuery,
     ) -> Result<Vec<Record>, StoreError> {
         let prefix = keys::record_object_prefix(kind.as_str(), key);
-        let (lo, hi) = keys::time_range(&prefix, q.since, q.until);
-        let mut out = self.scan_object_index(lo, hi, q, Order::Newest)?;
+        let mut out = self.scan_object_index(&prefix, q, Order::Newest)?;
         out.reverse();
         Ok(out)
     }
@@ -277,42 +349,101 @@ impl Store {
             .collect()
     }
 
-    /// Walks the object index between `lo` and `hi` and loads the records.
+    /// Walks the object index entries under `prefix` that can hold records of `q`'s window,
+    /// picks the records of the window (the oldest or newest `limit` of them, in that order) and
+    /// loads them.
     fn scan_object_index(
         &self,
-        lo: Bound<Vec<u8>>,
-        hi: Bound<Vec<u8>>,
+        prefix: &[u8],
         q: &TimeQuery,
         order: Order,
     ) -> Result<Vec<Record>, StoreError> {
-        let mut out = Vec::new();
         if !q.wants_more(0) {
-            return Ok(out);
+            return Ok(Vec::new());
         }
+        let corrupt_key = || StoreError::CorruptKey {
+            tree: tree::RECORDS,
+        };
+        let inside =
+            |at: Timestamp| q.since.is_none_or(|s| at >= s) && q.until.is_none_or(|u| at <= u);
+        // An entry's records lie within BLOCK_SPAN after its first one.
+        let since = q.since.map(|s| shift(s, -BLOCK_SPAN_NANOS));
+        let (lo, hi) = keys::time_range(prefix, since, q.until);
         let range = self.inner.records.range((lo, hi));
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match order {
             Order::Oldest => Box::new(range),
             Order::Newest => Box::new(range.rev()),
         };
-        // Records of one object are often in the same block: keep the last one parsed.
-        let mut last: Option<(u64, Block)> = None;
+        // (observed_at, id, where) of every record of the window seen so far.
+        let mut hits: Vec<(Timestamp, u64, Place)> = Vec::new();
+        let keep = |hits: &mut Vec<(Timestamp, u64, Place)>, limit: usize| {
+            match order {
+                Order::Oldest => hits.sort_unstable(),
+                Order::Newest => hits.sort_unstable_by(|a, b| b.cmp(a)),
+            }
+            hits.truncate(limit);
+        };
         for entry in iter {
-            let (k, _) = entry?;
-            let id = k
-                .len()
-                .checked_sub(U64_LEN)
-                .and_then(|at| keys::decode_u64(&k[at..]))
-                .ok_or(StoreError::CorruptKey {
-                    tree: tree::RECORDS,
-                })?;
-            let cached = match &last {
-                Some((first, b)) => *first <= id && b.entries.last().is_some_and(|e| e.id >= id),
-                None => false,
+            let (k, v) = entry?;
+            let rest = k.get(prefix.len()..).ok_or_else(corrupt_key)?;
+            if rest.len() != REF_LEN {
+                return Err(corrupt_key());
+            }
+            let first = keys::decode_ts(&rest[..TS_LEN]).ok_or_else(corrupt_key)?;
+            let id = keys::decode_u64(&rest[TS_LEN..]).ok_or_else(corrupt_key)?;
+            if let Some(limit) = q.limit
+                && hits.len() >= limit
+            {
+                keep(&mut hits, limit);
+                let done = hits.last().is_some_and(|h| match order {
+                    // This and every later entry starts after the newest hit kept.
+                    Order::Oldest => first > h.0,
+                    // This and every earlier entry ends before the oldest hit kept.
+                    Order::Newest => shift(first, BLOCK_SPAN_NANOS) < h.0,
+                });
+                if done {
+                    break;
+                }
+            }
+            if v.is_empty() {
+                if inside(first) {
+                    hits.push((first, id, Place::Holding));
+                }
+                continue;
+            }
+            let refs = decode_refs(&v).ok_or(StoreError::CorruptValue {
+                tree: tree::RECORDS,
+            })?;
+            hits.extend(
+                refs.into_iter()
+                    .filter(|(at, _)| inside(*at))
+                    .map(|(at, rid)| (at, rid, Place::Block(id))),
+            );
+        }
+        keep(&mut hits, q.limit.unwrap_or(usize::MAX));
+        // Records of one object are often in the same block: keep the last one parsed.
+        let mut out = Vec::with_capacity(hits.len());
+        let mut last: Option<(Place, Block)> = None;
+        for (_, id, place) in hits {
+            let cached = match (&last, place) {
+                (Some((Place::Block(b), _)), Place::Block(p)) => *b == p,
+                (Some((Place::Holding, b)), Place::Holding) => {
+                    b.entries.first().is_some_and(|e| e.id <= id)
+                        && b.entries.last().is_some_and(|e| e.id >= id)
+                }
+                _ => false,
             };
             if !cached {
-                last = self
-                    .block_holding(id)?
-                    .map(|b| (b.entries.first().map_or(u64::MAX, |e| e.id), b));
+                let block = match place {
+                    Place::Block(b) => self
+                        .inner
+                        .records
+                        .get(keys::block_key(b))?
+                        .map(Block::parse)
+                        .transpose()?,
+                    Place::Holding => self.block_holding(id)?,
+                };
+                last = block.map(|b| (place, b));
             }
             match last
                 .as_ref()
@@ -323,9 +454,6 @@ impl Store {
                 Some(r) => out.push(r),
                 // Only possible while prune removes this record concurrently.
                 None => tracing::debug!(record_id = id, "index entry without record; skipped"),
-            }
-            if !q.wants_more(out.len()) {
-                break;
             }
         }
         Ok(out)
@@ -385,17 +513,70 @@ impl Store {
             let (old, keep): (Vec<usize>, Vec<usize>) =
                 (0..b.entries.len()).partition(|&j| b.entries[j].at < older_than);
             let mut batch = sled::Batch::default();
+            // The object index prefix of every readable record. An undecodable record is
+            // dropped; its object entry cannot be located and is skipped by queries once the
+            // record is gone.
+            let objects: Vec<Option<(Vec<u8>, ObjectRecordKey)>> = (0..b.entries.len())
+                .map(|j| match b.decode(j) {
+                    Ok(r) => {
+                        let legacy = ObjectRecordKey {
+                            kind: r.object.kind.as_str().to_string(),
+                            key: r.object.key(),
+                            at: r.observed_at,
+                            id: r.id.0,
+                        };
+                        Some((
+                            keys::record_object_prefix(&legacy.kind, &legacy.key),
+                            legacy,
+                        ))
+                    }
+                    Err(e) => {
+                        if b.entries[j].at < older_than {
+                            tracing::warn!(
+                                record_id = b.entries[j].id,
+                                error = %e,
+                                "pruning an unreadable record"
+                            );
+                        }
+                        None
+                    }
+                })
+                .collect();
+            let refs = |set: &[usize]| {
+                set.iter()
+                    .filter_map(|&j| {
+                        let e = &b.entries[j];
+                        objects[j].as_ref().map(|(o, _)| (o.as_slice(), e.at, e.id))
+                    })
+                    .collect::<Vec<_>>()
+            };
+            // Schema 2 entries (one per record), then this block's entries of every object
+            // with an old record, rewritten for the records kept.
             for &j in &old {
-                match b.decode(j) {
-                    Ok(r) => batch.remove(object_record_key(&r).encode()),
-                    // Undecodable record: drop it; its object entry cannot be located and is
-                    // skipped by queries once the record is gone.
-                    Err(e) => tracing::warn!(
-                        record_id = b.entries[j].id,
-                        error = %e,
-                        "pruning an unreadable record"
-                    ),
+                if let Some((_, legacy)) = &objects[j] {
+                    batch.remove(legacy.encode());
                 }
+            }
+            let touched: std::collections::BTreeSet<&[u8]> = old
+                .iter()
+                .filter_map(|&j| objects[j].as_ref().map(|(o, _)| o.as_slice()))
+                .collect();
+            let all: Vec<usize> = (0..b.entries.len()).collect();
+            for (k, _) in object_entries(
+                refs(&all)
+                    .into_iter()
+                    .filter(|(o, _, _)| touched.contains(o)),
+                last_id,
+            ) {
+                batch.remove(k);
+            }
+            for (k, v) in object_entries(
+                refs(&keep)
+                    .into_iter()
+                    .filter(|(o, _, _)| touched.contains(o)),
+                last_id,
+            ) {
+                batch.insert(k, v);
             }
             if keep.is_empty() {
                 batch.remove(&block_key[..]);
@@ -418,13 +599,15 @@ impl Store {
         Ok(removed)
     }
 
-    /// Stored records (one object index entry each): O(records).
+    /// Stored records (the references of the object index): O(records).
     pub(crate) fn count_records(&self) -> usize {
         self.inner
             .records
             .scan_prefix([keys::REC_OBJECT])
-            .keys()
-            .count()
+            .values()
+            .filter_map(Result::ok)
+            .map(|v| (v.len() / REF_LEN).max(1))
+            .sum()
     }
 }
 
@@ -460,12 +643,122 @@ fn put_block(batch: &mut sled::Batch, rows: &[Row]) {
     batch.insert(&keys::block_time_key(max, last.id)[..], &keys::ts(min)[..]);
 }
 
-/// The object index key of `record`.
-fn object_record_key(record: &Record) -> ObjectRecordKey {
-    ObjectRecordKey {
-        kind: record.object.kind.as_str().to_string(),
-        key: record.object.key(),
-        at: record.observed_at,
-        id: record.id.0,
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use herald_core::{ObjectRef, PodChange, PodTransition, RecordBody};
+
+    use super::*;
+
+    fn record(pod: u8, secs: i64) -> Record {
+        Record {
+            id: RecordId::UNASSIGNED,
+            cluster: "c".into(),
+            observed_at: Timestamp::from_second(1_700_000_000 + secs).unwrap(),
+            object: ObjectRef::pod("ns", format!("pod-{pod}")),
+            node: None,
+            owner: None,
+            labels: BTreeMap::new(),
+            body: RecordBody::Pod(PodTransition {
+                phase: None,
+                change: PodChange::Created,
+            }),
+        }
+    }
+
+    fn object_entries_count(store: &Store) -> usize {
+        store.inner.records.scan_prefix([keys::REC_OBJECT]).count()
+    }
+
+    #[test]
+    fn one_object_entry_per_object_and_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rs: Vec<Record> = [(0, 5), (1, 6), (0, 7), (0, 4), (2, 6), (1, 9)]
+            .iter()
+            .map(|&(p, s)| record(p, s))
+            .collect();
+        store.append_records(&mut rs).unwrap();
+        assert_eq!(object_entries_count(&store), 3, "pods 0, 1 and 2");
+        let got = store
+            .records_for_object(&ObjectKind::Pod, "ns/pod-0", &TimeQuery::all())
+            .unwrap();
+        let secs: Vec<i64> = got
+            .iter()
+            .map(|r| r.observed_at.as_second() - 1_700_000_000)
+            .collect();
+        assert_eq!(secs, [4, 5, 7], "oldest first");
+        assert_eq!(store.count_records(), 6);
+    }
+
+    /// A store whose object index is (partly) in the layout of schema 2, one entry per record
+    /// with an empty value, answers the same and prunes it.
+    #[test]
+    fn schema_2_object_entries_are_read_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut all = Vec::new();
+        for g in [vec![(0, 1), (1, 2), (0, 3)], vec![(0, 10), (1, 11)]] {
+            let mut rs: Vec<Record> = g.iter().map(|&(p, s)| record(p, s)).collect();
+            store.append_records(&mut rs).unwrap();
+            all.extend(rs);
+        }
+        let want = |store: &Store, pod: u8, q: &TimeQuery| {
+            let key = format!("ns/pod-{pod}");
+            (
+                store.records_for_object(&ObjectKind::Pod, &key, q).unwrap(),
+                store
+                    .latest_records_for_object(&ObjectKind::Pod, &key, q)
+                    .unwrap(),
+            )
+        };
+        let queries = [
+            TimeQuery::all(),
+            TimeQuery::all().with_limit(1),
+            TimeQuery::between(
+                Some(Timestamp::from_second(1_700_000_002).unwrap()),
+                Some(Timestamp::from_second(1_700_000_010).unwrap()),
+            ),
+        ];
+        let before: Vec<_> = queries
+            .iter()
+            .flat_map(|q| [want(&store, 0, q), want(&store, 1, q)])
+            .collect();
+        // Rewrite the first block's entries as schema 2 wrote them.
+        let first_block = all[2].id.0;
+        let mut batch = sled::Batch::default();
+        for kv in store.inner.records.scan_prefix([keys::REC_OBJECT]) {
+            let (k, _) = kv.unwrap();
+            if keys::decode_u64(&k[k.len() - U64_LEN..]) == Some(first_block) {
+                batch.remove(k);
+            }
+        }
+        for r in &all[..3] {
+            let legacy = ObjectRecordKey {
+                kind: r.object.kind.as_str().to_string(),
+                key: r.object.key(),
+                at: r.observed_at,
+                id: r.id.0,
+            };
+            batch.insert(legacy.encode(), &[][..]);
+        }
+        store.inner.records.apply_batch(batch).unwrap();
+        assert_eq!(object_entries_count(&store), 3 + 2);
+        let after: Vec<_> = queries
+            .iter()
+            .flat_map(|q| [want(&store, 0, q), want(&store, 1, q)])
+            .collect();
+        assert_eq!(before, after);
+        assert_eq!(store.count_records(), 5);
+
+        // Pruning before second 3 removes two legacy entries and keeps the third.
+        let cutoff = Timestamp::from_second(1_700_000_003).unwrap();
+        assert_eq!(store.prune_records(cutoff).unwrap(), 2);
+        assert_eq!(store.count_records(), 3);
+        let (oldest, _) = want(&store, 0, &TimeQuery::all());
+        assert_eq!(oldest, vec![all[2].clone(), all[3].clone()]);
     }
 }
