@@ -1,6 +1,7 @@
 //! Decoding of API responses, leniently: a watch stream line by line, and a list response item
-//! by item. Each object is decoded into a [`serde_json::Value`] first, then into its typed
-//! k8s-openapi form; an object that does not decode (wrong types, no name) is reported as
+//! by item. A watch line is decoded in one pass into its slim view ([`crate::objects`]); a list
+//! item is parsed into a [`serde_json::Value`] first, then into its view. An object that does
+//! not decode (wrong types in a field the watcher reads, no name, another kind) is reported as
 //! [`Malformed`] with whatever identity is readable, so the caller can log it, count it and go
 //! on.
 //!
