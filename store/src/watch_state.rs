@@ -153,14 +153,15 @@ impl Store {
         if states.is_empty() {
             return Ok(());
         }
-        let block = encode_block(states);
+        // The block is only built when it is logged: a list's chunks go to the base.
+        let block_len = block_len(states);
         let mut guard = self.log_state();
         let bound = guard.bound;
         let mut size = self.log_size(&mut guard, resource)?;
         let over = |size: &LogSize| {
             states.len() > LOG_MAX_CALL_CHANGES
                 || size.changes + states.len() > bound.changes
-                || size.bytes + block.len() > bound.bytes
+                || size.bytes + block_len > bound.bytes
         };
         if size.bytes > 0 && over(&size) {
             self.fold_locked(resource, &mut size)?;
@@ -182,12 +183,11 @@ impl Store {
             return Ok(());
         }
         let seq = size.next_seq;
-        let bytes = block.len();
         self.inner
             .watch_state_log
-            .insert(keys::watch_log_key(resource, seq), block)?;
+            .insert(keys::watch_log_key(resource, seq), encode_block(states))?;
         size.changes += states.len();
-        size.bytes += bytes;
+        size.bytes += block_len;
         size.next_seq = seq + 1;
         guard.sizes.insert(resource.to_string(), size);
         tracing::trace!(%resource, changes = states.len(), seq, "watch state logged");
@@ -392,11 +392,7 @@ impl Store {
 
 /// Encodes the changes of one call as a log block (see the module docs).
 fn encode_block(states: &[ObjectState]) -> Vec<u8> {
-    let len: usize = states
-        .iter()
-        .map(|s| 4 + s.key.len() + 1 + s.state.as_ref().map_or(0, |v| 4 + v.len()))
-        .sum();
-    let mut out = Vec::with_capacity(1 + 4 + len);
+    let mut out = Vec::with_capacity(block_len(states));
     out.push(BLOCK_FORMAT);
     push_len(&mut out, states.len());
     for s in states {
@@ -412,6 +408,15 @@ fn encode_block(states: &[ObjectState]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The length of [`encode_block`]'s block of `states`, without building it.
+fn block_len(states: &[ObjectState]) -> usize {
+    let entries: usize = states
+        .iter()
+        .map(|s| 4 + s.key.len() + 1 + s.state.as_ref().map_or(0, |v| 4 + v.len()))
+        .sum();
+    1 + 4 + entries
 }
 
 /// Appends a length as a big-endian `u32`. A key or state of 4 GiB or more (never seen: sled
@@ -505,6 +510,7 @@ mod tests {
     fn blocks_round_trip_and_reject_damage() {
         let states = vec![st("a", Some("1")), st("", None), st("b\0c", Some(""))];
         let block = IVec::from(encode_block(&states));
+        assert_eq!(block.len(), block_len(&states));
         let mut back = Vec::new();
         let n = decode_block(&block, |k, v| {
             back.push((k.to_vec(), v.map(|v| v.to_vec())))
