@@ -14,7 +14,7 @@ use herald_core::{
     DeliveryAttempt, Incident, IncidentState, Notification, ObjectKind, ObjectRef, Record,
     Timestamp, Transition,
 };
-use herald_store::{Store, StoreError, TimeQuery};
+use herald_store::{Store, StoreError, StoreOptions, TimeQuery};
 
 use crate::cli::{HistoryArgs, HistoryQuery, HistoryTarget, IncidentsArgs, Output};
 use crate::output;
@@ -206,7 +206,13 @@ pub(crate) async fn open_source(data_dir: &Path) -> anyhow::Result<Source> {
             data_dir.display()
         );
     }
-    match Store::open(data_dir) {
+    // No lock wait: a held store means a running service, which answers instead; waiting
+    // for sled's lock would only delay every query made while the service runs.
+    let options = StoreOptions {
+        lock_wait: Duration::ZERO,
+        ..StoreOptions::default()
+    };
+    match Store::open_with(data_dir, &options) {
         Ok(store) => Ok(Source::Local(store)),
         Err(StoreError::Locked { .. }) => {
             let file = data_dir.join(SERVICE_FILE);

@@ -164,6 +164,7 @@ pub fn run(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
             .map_or(StoreOptions::default().cache_capacity_bytes, |m| {
                 m * 1024 * 1024
             }),
+        ..StoreOptions::default()
     };
     for _ in 0..args.rounds {
         value.push(time(|| decode_value(&streams))?);

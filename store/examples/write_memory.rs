@@ -87,6 +87,7 @@ fn main() {
         dir.path(),
         &StoreOptions {
             cache_capacity_bytes: cache_mb * 1024 * 1024,
+            ..StoreOptions::default()
         },
     )
     .unwrap();

@@ -29,7 +29,10 @@
 //!
 //! One process at a time: sled takes an exclusive lock on its file, and a second
 //! [`Store::open`] (from another process, or from the same one while the first is open) fails
-//! with [`StoreError::Locked`].
+//! with [`StoreError::Locked`]. sled releases that lock from a background thread a moment after
+//! the last handle is dropped (spacejam/sled#1234), so opening waits up to
+//! [`StoreOptions::lock_wait`] for it before giving up: a reopen right after a close (the demo,
+//! a restart in one process) succeeds rather than failing at random.
 
 mod block;
 mod codec;
@@ -46,6 +49,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use herald_core::Timestamp;
 use sled::transaction::TransactionError;
@@ -123,12 +127,26 @@ pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 32 * 1024 * 1024;
 pub struct StoreOptions {
     /// Upper bound of sled's page cache in bytes (default [`DEFAULT_CACHE_CAPACITY_BYTES`]).
     pub cache_capacity_bytes: u64,
+    /// How long opening waits for a lock held by someone else before returning
+    /// [`StoreError::Locked`] (default [`DEFAULT_LOCK_WAIT`]). sled drops its lock from a
+    /// background thread shortly after the last handle goes, so a zero wait makes a reopen
+    /// right after a close fail now and then; zero suits a caller with a fallback for a held
+    /// store (the history CLI asks the running service instead).
+    pub lock_wait: Duration,
 }
+
+/// Default [`StoreOptions::lock_wait`]: far longer than sled takes to let go of a closed
+/// database (milliseconds), short enough for a CLI facing a running service.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Interval between lock attempts within [`StoreOptions::lock_wait`].
+const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
     }
 }
@@ -241,8 +259,8 @@ impl Store {
     /// Opens (creating if needed) the store in `dir`; the database lives in `dir/sled/`.
     ///
     /// Returns [`StoreError::Locked`] if another `Store` holds it (another process such as the
-    /// running service, or this process while an earlier `Store` on `dir` is still alive), so a
-    /// CLI can fall back to asking the service.
+    /// running service, or this process while an earlier `Store` on `dir` is still alive) for
+    /// longer than [`DEFAULT_LOCK_WAIT`], so a CLI can fall back to asking the service.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         Self::open_with(dir, &StoreOptions::default())
     }
@@ -253,20 +271,25 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join(DB_DIR))
-            .cache_capacity(options.cache_capacity_bytes)
-            .open()
-            .map_err(|e| {
-                if is_lock_error(&e) {
-                    tracing::debug!(path = %dir.display(), error = %e, "store is locked");
-                    StoreError::Locked {
-                        path: dir.to_path_buf(),
+            .cache_capacity(options.cache_capacity_bytes);
+        let deadline = Instant::now() + options.lock_wait;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_error(&e) => {
+                    if Instant::now() >= deadline {
+                        tracing::debug!(path = %dir.display(), error = %e, "store is locked");
+                        return Err(StoreError::Locked {
+                            path: dir.to_path_buf(),
+                        });
                     }
-                } else {
-                    StoreError::Sled(e)
+                    std::thread::sleep(LOCK_RETRY_INTERVAL);
                 }
-            })?;
+                Err(e) => return Err(StoreError::Sled(e)),
+            }
+        };
         check_schema(&db, dir)?;
         let open = |name: &str| db.open_tree(name);
         let inner = Inner {
@@ -545,12 +568,7 @@ mod tests {
             assert_eq!(store.stats().unwrap().trees[tree::WATCH_STATE_LOG], 1);
         }
         // Opened again as schema 3, with the logged removal.
-        let store = loop {
-            match Store::open(dir.path()) {
-                Err(e) if e.is_locked() => std::thread::sleep(std::time::Duration::from_millis(10)),
-                other => break other.unwrap(),
-            }
-        };
+        let store = Store::open(dir.path()).unwrap();
         assert_eq!(states(&store), vec![("ns/b".to_string(), b"B".to_vec())]);
     }
 
@@ -559,6 +577,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions {
             cache_capacity_bytes: 8 * 1024 * 1024,
+            ..StoreOptions::default()
         };
         let store = Store::open_with(dir.path(), &options).unwrap();
         assert_eq!(store.stats().unwrap().records, 0);

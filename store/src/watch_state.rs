@@ -749,20 +749,9 @@ mod tests {
             .to_string()
     }
 
-    /// Opens the store in `dir`. sled's flusher thread can hold the file lock for a moment after
-    /// the last handle is dropped, so a reopen right after a close may find it locked: retried
-    /// for up to 2 s.
+    /// Opens the store in `dir` (a reopen right after a close waits for sled's lock itself).
     fn reopen(dir: &Path) -> Store {
-        let mut tries = 0;
-        loop {
-            match Store::open(dir) {
-                Err(e) if e.is_locked() && tries < 200 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                other => return other.unwrap(),
-            }
-        }
+        Store::open(dir).unwrap()
     }
 
     fn open(dir: &Path, bound: usize) -> Store {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use herald_core::{
     Checkpoint, DeliveryAttempt, DeliveryOutcome, EventRecord, EventSource, Incident,
@@ -12,7 +13,7 @@ use herald_core::{
     ObjectKind, ObjectRef, ObjectState, PodChange, PodTransition, Record, RecordBody, RecordId,
     Severity, Timestamp, Transition,
 };
-use herald_store::{Store, StoreError, TimeQuery};
+use herald_store::{Store, StoreError, StoreOptions, TimeQuery};
 
 /// 2023-11-14T22:13:20Z plus `secs`.
 fn t(secs: i64) -> Timestamp {
@@ -609,18 +610,6 @@ fn watch_states_stream_one_at_a_time_and_stop_at_an_error() {
     assert_eq!(calls, 3);
 }
 
-/// Opens `dir` again right after a close: sled's flusher thread can hold the file lock for a
-/// moment after the last handle is dropped.
-fn reopen(dir: &Path) -> Store {
-    for _ in 0..200 {
-        match Store::open(dir) {
-            Err(e) if e.is_locked() => std::thread::sleep(std::time::Duration::from_millis(10)),
-            other => return other.unwrap(),
-        }
-    }
-    panic!("{} stayed locked", dir.display());
-}
-
 fn state(key: &str, v: Option<&str>) -> ObjectState {
     ObjectState {
         key: key.into(),
@@ -674,7 +663,7 @@ fn watch_states_overwrite_delete_and_keep_resources_apart() {
         );
         assert_eq!(stats.trees["watch_state"], 0, "nothing folded yet");
     }
-    let store = reopen(dir.path());
+    let store = open(dir.path());
     let pods = vec![
         state("ns/a", Some("a2")),
         state("ns/b", Some("b2")),
@@ -756,7 +745,7 @@ fn watch_states_survive_a_fold_at_the_default_bound_and_a_reopen() {
             .collect();
         assert_eq!(store.watch_states("pods").unwrap(), expected);
     }
-    let store = reopen(dir.path());
+    let store = open(dir.path());
     let got: BTreeMap<String, Vec<u8>> = store
         .watch_states("pods")
         .unwrap()
@@ -833,8 +822,54 @@ fn second_open_in_the_same_process_is_locked() {
         other => panic!("expected Locked, got {other:?}"),
     }
     drop(store);
-    // The lock goes with the last handle.
+    // The lock goes with the last handle (sled lets go of it from a background thread a moment
+    // later; opening waits for that).
     Store::open(dir.path()).unwrap();
+}
+
+#[test]
+fn opening_waits_for_a_lock_released_within_lock_wait_and_no_longer() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = StoreOptions {
+        lock_wait: Duration::ZERO,
+        ..StoreOptions::default()
+    };
+    let short = StoreOptions {
+        lock_wait: Duration::from_millis(200),
+        ..StoreOptions::default()
+    };
+    let store = open(dir.path());
+
+    // Held for longer than the wait: Locked, after about the wait and not much more.
+    let start = Instant::now();
+    assert!(Store::open_with(dir.path(), &zero).unwrap_err().is_locked());
+    let started = Instant::now();
+    assert!(
+        Store::open_with(dir.path(), &short)
+            .unwrap_err()
+            .is_locked()
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200),
+        "gave up after {waited:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+
+    // Released while the opener waits: the open succeeds and sees the data.
+    let mut r = node_record("node-a", t(1));
+    store.append_record(&mut r).unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        drop(store);
+    });
+    let long = StoreOptions {
+        lock_wait: Duration::from_secs(30),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), &long).unwrap();
+    holder.join().unwrap();
+    assert_eq!(store.stats().unwrap().records, 1);
 }
 
 const PROBE_ENV: &str = "HERALD_STORE_LOCK_PROBE_DIR";
