@@ -299,6 +299,23 @@ section_pass!(ChannelsPass, channels: BTreeMap<String, ChannelConfig>);
 section_pass!(SubscriptionsPass, subscriptions: Vec<SubscriptionConfig>);
 section_pass!(DeliveryPass, delivery: DeliveryConfig);
 section_pass!(TemplatesPass, templates: herald_templates::Overrides);
+section_pass!(ClassifierRulesPass, classifier: ClassifierRulesOnly);
+section_pass!(ClassifierRuleFilesPass, classifier: ClassifierRuleFilesOnly);
+
+/// The inline rules of a `classifier:` section that failed to parse as a whole (a bad duration
+/// in a tuning, say), read on their own so that their problems are still reported.
+#[derive(Deserialize)]
+struct ClassifierRulesOnly {
+    #[serde(default)]
+    rules: Vec<herald_classifier::RuleSpec>,
+}
+
+/// The `rule_files` of a `classifier:` section that failed to parse as a whole.
+#[derive(Deserialize)]
+struct ClassifierRuleFilesOnly {
+    #[serde(default)]
+    rule_files: Vec<PathBuf>,
+}
 
 impl Config {
     /// Reads and validates `path`. Returns every problem found, not just the first.
@@ -355,6 +372,16 @@ impl Config {
         pass(&mut issues, r);
         let r = serde_saphyr::from_str::<ClassifierPass>(text)
             .map(|p| cfg.classifier = p.classifier.unwrap_or_default());
+        if r.is_err() {
+            // The section's error is reported below; still check its rules and rule files,
+            // each on its own, so one bad tuning does not hide the rules' problems.
+            if let Ok(p) = serde_saphyr::from_str::<ClassifierRulesPass>(text) {
+                cfg.classifier.rules = p.classifier.map(|c| c.rules).unwrap_or_default();
+            }
+            if let Ok(p) = serde_saphyr::from_str::<ClassifierRuleFilesPass>(text) {
+                cfg.classifier.rule_files = p.classifier.map(|c| c.rule_files).unwrap_or_default();
+            }
+        }
         pass(&mut issues, r);
         let r = serde_saphyr::from_str::<ChannelsPass>(text)
             .map(|p| cfg.channels = p.channels.unwrap_or_default());
@@ -748,5 +775,31 @@ mod tests {
             cfg.classifier.rule_files,
             [dir.path().join("ok.rules.yaml")]
         );
+    }
+
+    #[test]
+    fn a_bad_tuning_does_not_hide_the_rules_problems() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("team.rules.yaml"),
+            "rules:\n  - name: Bad\n    match: { kind: evnt }\n",
+        )
+        .expect("write rules");
+        let config = dir.path().join("herald.yaml");
+        let text = "classifier:\n  node_not_ready: { grace: 10q }\n  rule_files: [team.rules.yaml]\n  rules:\n    - name: Inline\n      match: { kind: podz }\n";
+        let errors = Config::parse(&config, text).expect_err("bad config");
+        let got: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        let want = [
+            format!("{}:2:", config.display()),
+            format!("{}:6:", config.display()),
+            format!("{}:3:", dir.path().join("team.rules.yaml").display()),
+        ];
+        for w in &want {
+            assert!(
+                got.iter().any(|g| g.contains(w.as_str())),
+                "{w} not in {got:#?}"
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
     }
 }
