@@ -20,7 +20,7 @@ use herald_core::{IncidentChange, Notification, Timestamp, Transition};
 use herald_notifiers::{Channels, Dispatcher, Router};
 
 use crate::delivery::{self, OutboxHandle, WorkerContext};
-use herald_store::{Store, StoreError};
+use herald_store::{ClusterIdentity, Store, StoreError};
 use herald_templates::Renderer;
 use herald_watcher::{Resource, WatchItem, Watcher, WatcherConfig};
 
@@ -140,8 +140,27 @@ pub async fn run_service(
         herald_watcher::client_from(opts.kubeconfig.as_deref(), cfg.general.context.as_deref())
             .await?;
     let version = herald_watcher::check_connection(&cluster).await?;
-    let client = cluster.client;
+    let client = cluster.client.clone();
     tracing::info!(server_version = %version, cluster = %cfg.general.cluster, data_dir = %opts.data_dir.display(), "connected");
+    // Checkpoints belong to one cluster: resourceVersions of another mean nothing (or, worse,
+    // something else), so a data directory now facing another cluster lists from scratch.
+    if let Some(uid) = herald_watcher::cluster_identity(&cluster).await {
+        match store
+            .adopt_cluster(&uid)
+            .context("cannot record the cluster's identity")?
+        {
+            ClusterIdentity::Same => {}
+            ClusterIdentity::Recorded => {
+                tracing::info!(cluster_uid = %uid, "cluster identity recorded with the checkpoints");
+            }
+            ClusterIdentity::Changed { previous } => tracing::warn!(
+                cluster_uid = %uid,
+                previous_cluster_uid = %previous,
+                data_dir = %opts.data_dir.display(),
+                "the data directory was used with another cluster (kube-system namespace uid differs): its watch checkpoints and compact state were cleared and every resource is listed again; history is kept"
+            ),
+        }
+    }
 
     let mut classifier = Classifier::new(cfg.classifier.clone());
     let open = store.open_incidents()?;

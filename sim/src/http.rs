@@ -688,7 +688,7 @@ fn namespaces(sim: &Simulator, name: Option<&str>, ctx: &RequestCtx) -> Response
     let created = sim.inner.started.clone();
     let ns_obj = |n: &str| {
         json!({
-            "metadata": {"name": n, "creationTimestamp": created, "labels": {"kubernetes.io/metadata.name": n}},
+            "metadata": {"name": n, "uid": sim.namespace_uid(n), "creationTimestamp": created, "labels": {"kubernetes.io/metadata.name": n}},
             "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"}
         })

@@ -139,6 +139,20 @@ impl Simulator {
         }
     }
 
+    /// The uid of namespace `name`: made up on first use and stable for this simulator's life,
+    /// so, as in a real cluster, `kube-system`'s uid identifies the cluster (a new simulator
+    /// is a new cluster).
+    pub fn namespace_uid(&self, name: &str) -> String {
+        let mut uids = self
+            .inner
+            .ref_uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        uids.entry(format!("Namespace//{name}"))
+            .or_insert_with(|| uuid::Uuid::new_v4().to_string())
+            .clone()
+    }
+
     /// The configuration this simulator was created with.
     pub fn config(&self) -> &SimConfig {
         &self.inner.cfg

@@ -57,6 +57,7 @@ use sled::transaction::TransactionError;
 pub use error::StoreError;
 pub use outbox::Fate;
 pub use retention::PruneStats;
+pub use watch_state::ClusterIdentity;
 
 /// Names of the sled trees. Index trees hold empty values; everything is in their keys.
 mod tree {
@@ -167,6 +168,8 @@ struct Inner {
     incidents_open: sled::Tree,
     incident_changes: sled::Tree,
     checkpoints: sled::Tree,
+    /// Schema version and the cluster identity of the checkpoints.
+    meta: sled::Tree,
     watch_state: sled::Tree,
     watch_state_log: sled::Tree,
     /// Serialises watch-state writes, folds and log loads; holds the log sizes.
@@ -301,6 +304,7 @@ impl Store {
             incidents_open: open(tree::INCIDENTS_OPEN)?,
             incident_changes: open(tree::INCIDENT_CHANGES)?,
             checkpoints: open(tree::CHECKPOINTS)?,
+            meta: open(tree::META)?,
             watch_state: open(tree::WATCH_STATE)?,
             watch_state_log: open(tree::WATCH_STATE_LOG)?,
             watch_state_lock: Mutex::default(),

@@ -60,6 +60,25 @@ use crate::{Store, StoreError, tree};
 /// folded into the base first. A restore and a fold hold at most this many logged changes in
 /// memory. Event states are small (a count), so for them this bound is met first.
 pub(crate) const LOG_MAX_CHANGES: usize = 32_768;
+
+/// Key of the cluster identity in the `meta` tree ([`Store::adopt_cluster`]).
+const CLUSTER_UID_KEY: &[u8] = b"cluster_uid";
+
+/// What [`Store::adopt_cluster`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterIdentity {
+    /// No identity was recorded (a new data directory, or one from before identities were
+    /// kept): this one is now, and the checkpoints are kept.
+    Recorded,
+    /// The same cluster as before: the checkpoints stand.
+    Same,
+    /// Another cluster than the one the checkpoints came from (its uid here): they and the
+    /// compact state were cleared.
+    Changed {
+        /// The uid recorded before.
+        previous: String,
+    },
+}
 /// Default bound of a resource's log in bytes of blocks (keys and states): 16 MiB.
 pub(crate) const LOG_MAX_BYTES: usize = 16 * 1024 * 1024;
 
@@ -194,18 +213,54 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets every watch checkpoint and all compact state (base and log), so the next watcher
-    /// lists from scratch (for a data directory reused against another cluster, such as each run
-    /// of `herald demo` with its new simulator). Records and incidents are kept.
+    /// Forgets every watch checkpoint and all compact state (base and log), and the cluster
+    /// they belonged to ([`Store::adopt_cluster`]), so the next watcher lists from scratch (for
+    /// a data directory reused against another cluster, such as each run of `herald demo` with
+    /// its new simulator). Records and incidents are kept.
     pub fn reset_watch_positions(&self) -> Result<(), StoreError> {
         let mut guard = self.log_state();
         self.inner.checkpoints.clear()?;
+        self.inner.meta.remove(CLUSTER_UID_KEY)?;
         // The log first: a base entry without its log is still a valid (older) picture.
         guard.sizes.clear();
         self.inner.watch_state_log.clear()?;
         self.inner.watch_state.clear()?;
         tracing::info!("watch checkpoints and compact state cleared");
         Ok(())
+    }
+
+    /// Ties the watch checkpoints and compact state to the cluster whose identity is `uid`
+    /// (the uid of its `kube-system` namespace). The first call records it; a later call with
+    /// another uid means the data directory now faces another cluster, whose
+    /// resourceVersions and objects have nothing to do with the stored ones: the checkpoints
+    /// and compact state are cleared ([`Store::reset_watch_positions`]) before the new uid is
+    /// recorded, so the watcher lists from scratch. Records and incidents are kept.
+    pub fn adopt_cluster(&self, uid: &str) -> Result<ClusterIdentity, StoreError> {
+        let stored = self
+            .inner
+            .meta
+            .get(CLUSTER_UID_KEY)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
+        let outcome = match stored {
+            Some(previous) if previous == uid => return Ok(ClusterIdentity::Same),
+            Some(previous) => {
+                // Reset first: a crash before the new uid is written resets again next time.
+                self.reset_watch_positions()?;
+                ClusterIdentity::Changed { previous }
+            }
+            None => ClusterIdentity::Recorded,
+        };
+        self.inner.meta.insert(CLUSTER_UID_KEY, uid.as_bytes())?;
+        Ok(outcome)
+    }
+
+    /// The cluster identity recorded by [`Store::adopt_cluster`], if any.
+    pub fn cluster_uid(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .inner
+            .meta
+            .get(CLUSTER_UID_KEY)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// The stored compact state of every object of `resource`, in key order, in one `Vec`.

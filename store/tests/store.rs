@@ -13,7 +13,7 @@ use herald_core::{
     ObjectKind, ObjectRef, ObjectState, PodChange, PodTransition, Record, RecordBody, RecordId,
     Severity, Timestamp, Transition,
 };
-use herald_store::{Store, StoreError, StoreOptions, TimeQuery};
+use herald_store::{ClusterIdentity, Store, StoreError, StoreOptions, TimeQuery};
 
 /// 2023-11-14T22:13:20Z plus `secs`.
 fn t(secs: i64) -> Timestamp {
@@ -1082,5 +1082,57 @@ fn append_records_is_one_group_commit_with_the_same_indexes() {
     assert_eq!(
         store.records_between(&TimeQuery::default()).unwrap().len(),
         4
+    );
+}
+
+#[test]
+fn checkpoints_are_tied_to_the_cluster_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let cp = |rv: &str| Checkpoint {
+        resource: "pods".into(),
+        resource_version: rv.into(),
+    };
+    // A data directory from before identities were kept: its checkpoints are adopted.
+    store.put_checkpoint(&cp("7")).unwrap();
+    store
+        .put_watch_states("pods", &[state("ns/a", Some("A"))])
+        .unwrap();
+    let mut r = node_record("node-a", t(1));
+    store.append_record(&mut r).unwrap();
+    assert_eq!(store.cluster_uid().unwrap(), None);
+    assert_eq!(
+        store.adopt_cluster("uid-1").unwrap(),
+        ClusterIdentity::Recorded
+    );
+    assert_eq!(store.cluster_uid().unwrap().as_deref(), Some("uid-1"));
+    assert_eq!(store.checkpoint("pods").unwrap(), Some(cp("7")));
+
+    // The same cluster again, after a reopen: nothing changes.
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.adopt_cluster("uid-1").unwrap(), ClusterIdentity::Same);
+    assert_eq!(store.checkpoint("pods").unwrap(), Some(cp("7")));
+    assert_eq!(store.watch_states("pods").unwrap().len(), 1);
+
+    // Another cluster: checkpoints and compact state go, records stay.
+    assert_eq!(
+        store.adopt_cluster("uid-2").unwrap(),
+        ClusterIdentity::Changed {
+            previous: "uid-1".into()
+        }
+    );
+    assert_eq!(store.checkpoint("pods").unwrap(), None);
+    assert!(store.watch_states("pods").unwrap().is_empty());
+    assert_eq!(store.stats().unwrap().records, 1);
+    assert_eq!(store.cluster_uid().unwrap().as_deref(), Some("uid-2"));
+    assert_eq!(store.adopt_cluster("uid-2").unwrap(), ClusterIdentity::Same);
+
+    // An explicit reset forgets the cluster too.
+    store.reset_watch_positions().unwrap();
+    assert_eq!(store.cluster_uid().unwrap(), None);
+    assert_eq!(
+        store.adopt_cluster("uid-3").unwrap(),
+        ClusterIdentity::Recorded
     );
 }

@@ -182,3 +182,89 @@ async fn restarts_resume_without_listing_and_report_the_downtime_once() {
     assert!(stderr.contains("compact state restored"), "{stderr}");
     server.shutdown().await;
 }
+
+/// A data directory that moves to another cluster (here: a new simulator, whose
+/// resourceVersions start again and whose objects are others) must not resume from the old
+/// cluster's checkpoints or diff against its compact state: herald notices the other
+/// `kube-system` uid, says so, and syncs from scratch; the history stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_cluster_on_the_same_data_directory_syncs_from_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let scenario = herald_sim::builtin_scenario("incident").unwrap();
+    let (_receiver, hook) = Receiver::start().await;
+    let mut sims = Vec::new();
+    for name in ["a", "b"] {
+        let sim = Simulator::new(SimConfig {
+            token: "e2e-token".into(),
+            ..Default::default()
+        });
+        sim.seed(&scenario).unwrap();
+        let server = sim.serve().await.unwrap();
+        let kubeconfig = dir.path().join(format!("kubeconfig-{name}"));
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let cfg = dir.path().join(format!("herald-{name}.yaml"));
+        std::fs::write(&cfg, config(&kubeconfig, &hook)).unwrap();
+        sims.push((sim, server, cfg));
+    }
+    let (sim_a, _, cfg_a) = &sims[0];
+    let (sim_b, _, cfg_b) = &sims[1];
+    assert_ne!(
+        sim_a.namespace_uid("kube-system"),
+        sim_b.namespace_uid("kube-system")
+    );
+
+    // Cluster A, twice: the second start resumes (same cluster, no LIST).
+    let (svc, _) = start_ready(&data, cfg_a, dir.path()).await;
+    let first = svc.stderr();
+    assert!(svc.stop().success());
+    assert!(first.contains("cluster identity recorded"), "{first}");
+    sim_a.reset_stats();
+    let (svc, _) = start_ready(&data, cfg_a, dir.path()).await;
+    let again = svc.stderr();
+    assert!(svc.stop().success());
+    assert_eq!(list_requests(sim_a), 0, "{:#?}", sim_a.stats());
+    assert!(again.contains("compact state restored"), "{again}");
+    assert!(!again.contains("another cluster"), "{again}");
+
+    // The same data directory against cluster B: checkpoints and state of A are dropped.
+    let (svc, _) = start_ready(&data, cfg_b, dir.path()).await;
+    let moved = svc.stderr();
+    assert!(svc.stop().success());
+    assert!(
+        moved.contains("the data directory was used with another cluster"),
+        "{moved}"
+    );
+    assert!(
+        moved.contains(&sim_a.namespace_uid("kube-system")),
+        "names the previous cluster: {moved}"
+    );
+    assert!(!moved.contains("compact state restored"), "{moved}");
+    let b = sim_b.stats();
+    for r in ["pods", "nodes", "events"] {
+        assert!(b.count("watch", r) >= 1, "{r} watched on B: {b:#?}");
+    }
+    assert_eq!(
+        b.reads_total.storage, 0,
+        "B synced from its watch cache: {b:#?}"
+    );
+
+    // B again: now B's checkpoints stand.
+    sim_b.reset_stats();
+    let (svc, _) = start_ready(&data, cfg_b, dir.path()).await;
+    let b_again = svc.stderr();
+    assert!(svc.stop().success());
+    assert_eq!(list_requests(sim_b), 0, "{:#?}", sim_b.stats());
+    assert!(!b_again.contains("another cluster"), "{b_again}");
+
+    // The history of both clusters is kept.
+    let out = herald(&data, &["history", "node", "node-b", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (_, server, _) in sims {
+        server.shutdown().await;
+    }
+}

@@ -101,6 +101,62 @@ pub async fn check_connection(cluster: &ClusterClient) -> Result<String, WatchEr
     }
 }
 
+/// The cluster's identity: the uid of its `kube-system` namespace, which is made when the
+/// cluster is and lives as long as it does (the usual choice of cluster id, as in
+/// `kubectl get ns kube-system -o jsonpath='{.metadata.uid}'`). A data directory remembers it
+/// with its watch checkpoints, so that pointing herald at another cluster does not resume
+/// from resourceVersions that mean nothing there.
+///
+/// `None` when the server does not say: `get` on that namespace not allowed (403), no such
+/// namespace (404), or any other failure (each logged as a warning). The service then keeps
+/// its checkpoints, as it cannot tell clusters apart.
+pub async fn cluster_identity(cluster: &ClusterClient) -> Option<String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(cluster.client.clone());
+    // resourceVersion=0: served from the watch cache, not a quorum read from etcd.
+    let get = async {
+        match api
+            .get_with("kube-system", &kube::api::GetParams::any())
+            .await
+        {
+            Ok(ns) => Ok(Some(ns)),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    match tokio::time::timeout(CONNECT_CHECK_TIMEOUT, get).await {
+        Ok(Ok(Some(ns))) => {
+            let uid = ns.metadata.uid.filter(|u| !u.is_empty());
+            if uid.is_none() {
+                tracing::warn!(server = %cluster.server, "namespace kube-system has no uid: cannot tell this cluster from another");
+            }
+            uid
+        }
+        Ok(Ok(None)) => {
+            tracing::warn!(server = %cluster.server, "no namespace kube-system: cannot tell this cluster from another");
+            None
+        }
+        Ok(Err(kube::Error::Api(status))) => {
+            tracing::warn!(
+                server = %cluster.server,
+                code = status.code,
+                reason = %status.reason,
+                message = %one_line(&status.message),
+                "cannot read namespace kube-system (grant get on it, see docs/configuration.md): cannot tell this cluster from another"
+            );
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(server = %cluster.server, error = %error_chain(&e), "cannot read namespace kube-system: cannot tell this cluster from another");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(server = %cluster.server, "GET namespace kube-system: no answer: cannot tell this cluster from another");
+            None
+        }
+    }
+}
+
 async fn from_kubeconfig(
     kc: Kubeconfig,
     options: &KubeConfigOptions,

@@ -24,7 +24,7 @@ pub mod state;
 pub mod stats;
 pub mod watcher;
 
-pub use client::{ClusterClient, check_connection, client_from};
+pub use client::{ClusterClient, check_connection, client_from, cluster_identity};
 pub use config::{
     EventsApi, InitialSync, ListStrategy, Resource, ResourceSet, Selectors, WatcherConfig,
 };
