@@ -203,15 +203,38 @@ pub async fn run_service(
     }
     .with_resources(cfg.watch.events, cfg.watch.pods, cfg.watch.nodes);
     let (tx, mut rx) = mpsc::channel::<WatchItem>(4096);
+    let resuming: Vec<(Resource, bool)> = resuming
+        .into_iter()
+        .map(|r| (r, wcfg.persists_states_of(r)))
+        .collect();
     let mut watcher = Watcher::new(client, wcfg);
-    for resource in resuming {
-        // Streamed one state at a time: 200,000 pods are never all decoded at once.
-        store
-            .for_each_watch_state(resource.as_str(), |s| {
-                watcher.restore_state(resource, s);
-                Ok::<_, anyhow::Error>(())
-            })
-            .context("cannot read the stored watch state")?;
+    for (resource, stored) in resuming {
+        if stored {
+            // Streamed one state at a time: 200,000 pods are never all decoded at once.
+            store
+                .for_each_watch_state(resource.as_str(), |s| {
+                    watcher.restore_state(resource, s);
+                    Ok::<_, anyhow::Error>(())
+                })
+                .context("cannot read the stored watch state")?;
+        } else {
+            // Event states are their records' (key and count): rebuilt from the Event
+            // records of the last EVENT_STATE_LOOKBACK, one block at a time.
+            let since = jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::try_from(
+                    herald_watcher::EVENT_STATE_LOOKBACK,
+                )?)
+                .unwrap_or(jiff::Timestamp::MIN);
+            let scanned = store
+                .for_each_record_since(since, |r| {
+                    if let Some(s) = herald_watcher::event_state(&r) {
+                        watcher.restore_state(resource, s);
+                    }
+                    Ok::<_, anyhow::Error>(())
+                })
+                .context("cannot read the stored Event records")?;
+            tracing::info!(%resource, records_scanned = scanned, %since, "Event state rebuilt from the Event records");
+        }
     }
     let metrics = Arc::new(Metrics::new(watcher.stats()));
 

@@ -349,6 +349,42 @@ impl Store {
             .collect()
     }
 
+    /// Calls `f` with every record observed at or after `since`, one block at a time (block
+    /// order, which is append order, not strictly time order), so a scan of millions of
+    /// records holds one block. Stops at the first error, `f`'s or the store's.
+    pub fn for_each_record_since<E: From<StoreError>>(
+        &self,
+        since: Timestamp,
+        mut f: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let lo = keys::block_time_start(Some(since));
+        let hi = keys::prefix_end(&[keys::REC_TIME]).map_or(Bound::Unbounded, Bound::Excluded);
+        let mut n = 0u64;
+        for kv in self.inner.records.range((Bound::Included(lo), hi)) {
+            let (k, _) = kv.map_err(StoreError::from)?;
+            let (_, last_id) = keys::decode_block_time_key(&k).ok_or(StoreError::CorruptKey {
+                tree: tree::RECORDS,
+            })?;
+            let Some(b) = self
+                .inner
+                .records
+                .get(keys::block_key(last_id))
+                .map_err(StoreError::from)?
+            else {
+                // Only possible while prune removes this block concurrently.
+                continue;
+            };
+            let b = Block::parse(b)?;
+            for (j, e) in b.entries.iter().enumerate() {
+                if e.at >= since {
+                    f(b.decode(j)?)?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Walks the object index entries under `prefix` that can hold records of `q`'s window,
     /// picks the records of the window (the oldest or newest `limit` of them, in that order) and
     /// loads them.

@@ -1136,3 +1136,46 @@ fn checkpoints_are_tied_to_the_cluster_identity() {
         ClusterIdentity::Recorded
     );
 }
+
+#[test]
+fn records_since_an_instant_stream_one_block_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Three group commits (blocks) of records at 0..30 s, appended out of time order.
+    for chunk in [[20i64, 5, 25], [0, 29, 12], [7, 18, 3]] {
+        let mut rs: Vec<Record> = chunk.iter().map(|&s| node_record("node-a", t(s))).collect();
+        store.append_records(&mut rs).unwrap();
+    }
+    let mut got = Vec::new();
+    let n = store
+        .for_each_record_since(t(12), |r| {
+            got.push(r.observed_at);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    got.sort();
+    assert_eq!(
+        got,
+        times(
+            &store
+                .records_between(&TimeQuery::between(Some(t(12)), None))
+                .unwrap()
+        )
+    );
+    assert_eq!(n, 5);
+    assert_eq!(got, vec![t(12), t(18), t(20), t(25), t(29)]);
+    // The callback's error stops the scan.
+    let mut calls = 0;
+    let r = store.for_each_record_since(t(0), |_| {
+        calls += 1;
+        if calls == 2 {
+            Err(StoreError::Locked {
+                path: dir.path().to_path_buf(),
+            })
+        } else {
+            Ok(())
+        }
+    });
+    assert!(r.is_err());
+    assert_eq!(calls, 2);
+}

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use herald_sim::{Resource as SimResource, SimConfig, Simulator};
+use herald_sim::{
+    EventSpec, ObjectRef as EventObjectRef, Resource as SimResource, SimConfig, Simulator,
+};
 use serde_json::{Value, json};
 
 use crate::harness::{Receiver, herald, start_ready, wait_for};
@@ -50,6 +52,19 @@ fn oom_kill(pod: &mut Value) {
         json!("containerd://0f5e1c2d3b4a59687766554433221100ffeeddccbbaa99887766554433221100");
 }
 
+/// The kubelet's image-pulled Event on the OOM-killed pod (it repeats at each restart).
+fn pulled() -> EventSpec {
+    EventSpec::recorder(
+        EventObjectRef::pod(OOM_NS, OOM_POD),
+        "Normal",
+        "Pulled",
+        "Container image \"registry.example.com/shop/cart:1.4.2\" already present on machine",
+        "kubelet",
+        Some("node-a"),
+    )
+    .container("cart")
+}
+
 fn list_requests(sim: &Simulator) -> u64 {
     let st = sim.stats();
     ["pods", "nodes", "events"]
@@ -71,6 +86,20 @@ async fn restarts_resume_without_listing_and_report_the_downtime_once() {
     server.write_kubeconfig(&kubeconfig).unwrap();
     let scenario = herald_sim::builtin_scenario("incident").unwrap();
     sim.seed(&scenario).unwrap();
+    // Events before the first start (Normal ones, which never alert): a pull seen twice
+    // (count 2) and a start.
+    let pull = pulled();
+    sim.record_event(&pull).unwrap();
+    sim.record_event(&pull).unwrap();
+    sim.record_event(&EventSpec::recorder(
+        EventObjectRef::pod(OOM_NS, OOM_POD),
+        "Normal",
+        "Started",
+        "Started container cart",
+        "kubelet",
+        Some("node-a"),
+    ))
+    .unwrap();
     let (receiver, hook) = Receiver::start().await;
     let cfg = dir.path().join("herald.yaml");
     std::fs::write(&cfg, config(&kubeconfig, &hook)).unwrap();
@@ -102,6 +131,8 @@ async fn restarts_resume_without_listing_and_report_the_downtime_once() {
     //    the stored resourceVersions are too old (410 Expired) when herald comes back.
     sim.modify(SimResource::Pods, Some(OOM_NS), OOM_POD, true, oom_kill)
         .unwrap();
+    // ... and the pull repeats once (count 3).
+    sim.record_event(&pull).unwrap();
     sim.compact();
     sim.reset_stats();
     let (svc, _) = start_ready(&data, &cfg, dir.path()).await;
@@ -137,6 +168,36 @@ async fn restarts_resume_without_listing_and_report_the_downtime_once() {
     );
     let stderr = svc.stderr();
     assert!(svc.stop().success());
+    // The Event state was rebuilt from the Event records (it is not stored separately): the
+    // re-list after 410 recorded no Event a second time.
+    assert!(
+        stderr.contains("Event state rebuilt from the Event records"),
+        "{stderr}"
+    );
+    {
+        let store = herald_store::Store::open(&data).unwrap();
+        let records = store
+            .records_between(&herald_store::TimeQuery::all())
+            .unwrap();
+        let mut seen = BTreeSet::new();
+        let mut pulls = Vec::new();
+        for r in &records {
+            if let herald_core::RecordBody::Event(e) = &r.body {
+                assert!(
+                    seen.insert((e.uid.clone(), e.count)),
+                    "Event {} count {} recorded twice: {records:#?}",
+                    e.name,
+                    e.count
+                );
+                if e.reason == "Pulled" {
+                    pulls.push((e.count, e.count_delta));
+                }
+            }
+        }
+        assert_eq!(seen.len(), 3, "{records:#?}");
+        // Count 2 at the first sync, then the one repeat during the downtime, once.
+        assert_eq!(pulls, [(2, 2), (3, 1)], "{records:#?}");
+    }
     let after = sim.stats();
     assert_eq!(
         after.reads_total.storage, 0,

@@ -245,6 +245,18 @@ pub struct WatcherConfig {
     pub checkpoint_every: u32,
 }
 
+impl WatcherConfig {
+    /// Whether the compact states of `res` are sent as [`WatchItem::States`](crate::WatchItem).
+    /// Not for Events with [`InitialSync::Record`]: every Event the watcher counts then has a
+    /// record carrying its key and count, so the records are the persisted state and a restart
+    /// rebuilds it from them ([`event_state`](crate::state::event::event_state),
+    /// [`EVENT_STATE_LOOKBACK`](crate::state::event::EVENT_STATE_LOOKBACK)); writing each
+    /// Event's count a second time was most of what persisting watch state cost.
+    pub fn persists_states_of(&self, res: Resource) -> bool {
+        self.persist_state && !(res == Resource::Events && self.initial_sync == InitialSync::Record)
+    }
+}
+
 impl Default for WatcherConfig {
     fn default() -> Self {
         Self {

@@ -30,5 +30,6 @@ pub use config::{
 };
 pub use error::WatchError;
 pub use replay::{Replay, ReplayError};
+pub use state::event::{EVENT_STATE_LOOKBACK, event_state};
 pub use stats::{ResourceStats, Verb, WatcherStats};
 pub use watcher::{StatesPermit, WatchItem, Watcher};

@@ -146,7 +146,9 @@ impl Replay {
             cluster: cluster.to_string(),
             state,
             stats: WatcherStats::default(),
-            persist_state,
+            // As the live watcher with the default `initial_sync: record`: Event states are
+            // rebuilt from their records, not persisted (`WatcherConfig::persists_states_of`).
+            persist_state: persist_state && res != Resource::Events,
             checkpoint_every: checkpoint_every.max(1),
             rv: None,
             checkpointed: None,

@@ -664,7 +664,7 @@ impl<T: Tracker> ListWatch<T> {
     /// Sends the compact state of every object changed since the last checkpoint (in chunks),
     /// when [`WatcherConfig::persist_state`] is on.
     async fn send_states(&mut self) -> Result<(), Stop> {
-        if !self.sh.cfg.persist_state {
+        if !self.sh.cfg.persists_states_of(self.res) {
             self.dirty.clear();
             self.all_dirty = false;
             return Ok(());
@@ -713,14 +713,14 @@ impl<T: Tracker> ListWatch<T> {
         listed: Option<&HashSet<String>>,
         ctx: &RecordCtx<'_>,
     ) -> Vec<Record> {
-        if self.sh.cfg.persist_state {
+        if self.sh.cfg.persists_states_of(self.res) {
             // Every listed object is (re)written at the next checkpoint.
             self.all_dirty = true;
         }
         let Some(listed) = listed else {
             return Vec::new();
         };
-        if self.sh.cfg.persist_state {
+        if self.sh.cfg.persists_states_of(self.res) {
             let gone = self
                 .state
                 .keys()
@@ -1177,7 +1177,11 @@ impl<T: Tracker> ListWatch<T> {
             cluster: &cluster,
             now,
         };
-        let dirty = self.sh.cfg.persist_state.then_some(&mut self.dirty);
+        let dirty = self
+            .sh
+            .cfg
+            .persists_states_of(self.res)
+            .then_some(&mut self.dirty);
         apply_watch_object(
             &mut self.state,
             dirty,

@@ -56,6 +56,38 @@ impl EventState {
     }
 }
 
+/// How far back a restart reads Event records to rebuild the Event state
+/// ([`event_state`]): the API server keeps Events for `--event-ttl` (one hour by default), so an
+/// Event last counted longer ago than this is gone from the server, and a list cannot bring it
+/// back as new. Three hours leave room for a longer TTL and for the time herald was down.
+pub const EVENT_STATE_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
+
+/// The compact state an Event record stands for, to rebuild the Event state after a restart
+/// (Event states are not persisted separately, see
+/// [`WatcherConfig::persists_states_of`](crate::WatcherConfig::persists_states_of)): the
+/// Event's state key (its uid, else `namespace/name`) and its count as of the record. `None`
+/// for other records and for an Event record without a name. Restoring several records of one
+/// Event keeps the largest count.
+pub fn event_state(record: &Record) -> Option<herald_core::ObjectState> {
+    let RecordBody::Event(e) = &record.body else {
+        return None;
+    };
+    if e.name.is_empty() {
+        return None;
+    }
+    let key = if !e.uid.is_empty() {
+        e.uid.clone()
+    } else if !e.namespace.is_empty() {
+        format!("{}/{}", e.namespace, e.name)
+    } else {
+        e.name.clone()
+    };
+    Some(herald_core::ObjectState {
+        key,
+        state: super::encode_entry(&e.count),
+    })
+}
+
 /// The occurrence count of an Event: the larger of `count` and `series.count` (an Event written
 /// through events.k8s.io/v1 counts its repeats in `series` and may carry `count` 0 or 1), at
 /// least 1.
@@ -217,7 +249,9 @@ impl Tracker for EventState {
 
     fn import(&mut self, key: String, bytes: &[u8]) -> Result<(), String> {
         let entry: u32 = super::decode_entry(bytes)?;
-        self.counts.insert(key, entry);
+        // Rebuilt from records, an Event may be imported once per record: keep the largest.
+        let count = self.counts.entry(key).or_insert(entry);
+        *count = (*count).max(entry);
         Ok(())
     }
 }
@@ -319,5 +353,58 @@ impl Tracker for EventsV1State {
 
     fn import(&mut self, key: String, bytes: &[u8]) -> Result<(), String> {
         self.0.import(key, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::state::Tracker;
+
+    fn event(uid: &str, count: u32) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "cart.17a", "namespace": "shop", "uid": uid},
+            "involvedObject": {"kind": "Pod", "namespace": "shop", "name": "cart"},
+            "reason": "BackOff", "type": "Warning", "message": "Back-off", "count": count
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_state_rebuilt_from_records_is_the_state_the_watcher_kept() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let mut kept = EventState::new(StateOptions::default());
+        let mut records = Vec::new();
+        // Seen at 2, grown to 5, an Event without uid, and one that never grew.
+        for (uid, count) in [("u-1", 2), ("u-1", 5), ("", 3), ("u-2", 1), ("u-2", 1)] {
+            let ev = event(uid, count);
+            if let Some(delta) = apply(&mut kept, &ev, Source::Added) {
+                records.push(record("c", now, &ev, delta));
+            }
+        }
+        assert_eq!(records.len(), 4);
+        // Restored in any order, once per record: the largest count of each Event wins.
+        let mut rebuilt = EventState::new(StateOptions::default());
+        for r in records.iter().rev() {
+            let s = event_state(r).unwrap();
+            rebuilt.import(s.key, &s.state.unwrap()).unwrap();
+        }
+        let mut keys = rebuilt.keys();
+        keys.sort();
+        assert_eq!(keys, ["shop/cart.17a", "u-1", "u-2"]);
+        for k in &keys {
+            assert_eq!(rebuilt.count(k), kept.count(k), "{k}");
+        }
+        // The same Event seen again after a restart is not recorded again; growth is a delta.
+        assert_eq!(apply(&mut rebuilt, &event("u-1", 5), Source::List), None);
+        assert_eq!(apply(&mut rebuilt, &event("u-1", 7), Source::List), Some(2));
+        // Other records stand for no Event state.
+        let mut pod = records[0].clone();
+        pod.body = RecordBody::Node(herald_core::NodeTransition {
+            change: herald_core::NodeChange::Created,
+        });
+        assert_eq!(event_state(&pod), None);
     }
 }
