@@ -203,6 +203,14 @@ pub async fn run_service(
     }
     .with_resources(cfg.watch.events, cfg.watch.pods, cfg.watch.nodes);
     let (tx, mut rx) = mpsc::channel::<WatchItem>(4096);
+    for resource in Resource::ALL {
+        if !wcfg.persists_states_of(resource) {
+            // States an older herald stored and this one rebuilds otherwise (Event states).
+            store
+                .clear_watch_states(resource.as_str())
+                .context("cannot remove stored watch state")?;
+        }
+    }
     let resuming: Vec<(Resource, bool)> = resuming
         .into_iter()
         .map(|r| (r, wcfg.persists_states_of(r)))

@@ -229,6 +229,38 @@ impl Store {
         Ok(())
     }
 
+    /// Removes every stored compact state of `resource` (base and log), leaving its checkpoint
+    /// and every other resource alone: for states the watcher no longer persists (Event states,
+    /// rebuilt from Event records since schema 3's data directories stored them). Returns how
+    /// many entries were removed; 0, and no write, when there are none.
+    pub fn clear_watch_states(&self, resource: &str) -> Result<u64, StoreError> {
+        let mut guard = self.log_state();
+        let prefix = keys::str_prefix(resource);
+        let mut removed = 0u64;
+        // The log first: a base entry without its log is still a valid (older) picture.
+        for tree in [&self.inner.watch_state_log, &self.inner.watch_state] {
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0usize;
+            for k in tree.scan_prefix(&prefix).keys() {
+                batch.remove(k?);
+                in_batch += 1;
+                removed += 1;
+                if in_batch == FOLD_BATCH {
+                    tree.apply_batch(std::mem::take(&mut batch))?;
+                    in_batch = 0;
+                }
+            }
+            if in_batch > 0 {
+                tree.apply_batch(batch)?;
+            }
+        }
+        guard.sizes.remove(resource);
+        if removed > 0 {
+            tracing::info!(%resource, entries = removed, "stored compact state removed");
+        }
+        Ok(removed)
+    }
+
     /// Ties the watch checkpoints and compact state to the cluster whose identity is `uid`
     /// (the uid of its `kube-system` namespace). The first call records it; a later call with
     /// another uid means the data directory now faces another cluster, whose

@@ -1179,3 +1179,45 @@ fn records_since_an_instant_stream_one_block_at_a_time() {
     assert!(r.is_err());
     assert_eq!(calls, 2);
 }
+
+#[test]
+fn one_resource_s_states_can_be_cleared_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let many: Vec<ObjectState> = (0..3000)
+        .map(|i| state(&format!("ns/e{i}"), Some("1")))
+        .collect();
+    // A list-sized call (to the base) and a small one (to the log), for two resources.
+    store.put_watch_states("events", &many).unwrap();
+    store
+        .put_watch_states("events", &[state("ns/late", Some("2"))])
+        .unwrap();
+    store
+        .put_watch_states("pods", &[state("ns/a", Some("A"))])
+        .unwrap();
+    store
+        .put_checkpoint(&Checkpoint {
+            resource: "events".into(),
+            resource_version: "9".into(),
+        })
+        .unwrap();
+    assert_eq!(store.watch_states("events").unwrap().len(), 3001);
+    assert_eq!(store.clear_watch_states("events").unwrap(), 3001);
+    assert!(store.watch_states("events").unwrap().is_empty());
+    assert_eq!(store.clear_watch_states("events").unwrap(), 0);
+    assert_eq!(
+        store.watch_states("pods").unwrap(),
+        vec![state("ns/a", Some("A"))]
+    );
+    assert!(store.checkpoint("events").unwrap().is_some());
+    // Writing again afterwards works, also across a reopen.
+    store
+        .put_watch_states("events", &[state("ns/new", Some("3"))])
+        .unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.watch_states("events").unwrap(),
+        vec![state("ns/new", Some("3"))]
+    );
+}
