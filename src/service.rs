@@ -183,38 +183,33 @@ pub async fn run_service(
     // Watcher.
     // Resume points and, with them, the compact state (without a resume point the watcher
     // lists, and the state would only be replaced).
-    let mut resume = BTreeMap::new();
-    let mut resuming = Vec::new();
-    for resource in Resource::ALL {
-        if let Some(cp) = store.checkpoint(resource.as_str())? {
-            resume.insert(resource.as_str().to_string(), cp.resource_version);
-            resuming.push(resource);
-        }
-    }
-    let wcfg = WatcherConfig {
+    let mut wcfg = WatcherConfig {
         cluster: cfg.general.cluster.clone(),
         namespace: cfg.watch.namespace.clone(),
         selectors: cfg.watch.watcher_selectors(),
         list_strategy: cfg.watch.list.into(),
         events_api: cfg.watch.events_api.into(),
         page_size: cfg.watch.page_size,
-        resume,
         ..WatcherConfig::default()
     }
     .with_resources(cfg.watch.events, cfg.watch.pods, cfg.watch.nodes);
     let (tx, mut rx) = mpsc::channel::<WatchItem>(4096);
+    // (resource, whether its compact state is stored) of every resource that resumes.
+    let mut resuming = Vec::new();
     for resource in Resource::ALL {
-        if !wcfg.persists_states_of(resource) {
+        let stored = wcfg.persists_states_of(resource);
+        if !stored {
             // States an older herald stored and this one rebuilds otherwise (Event states).
             store
                 .clear_watch_states(resource.as_str())
                 .context("cannot remove stored watch state")?;
         }
+        if let Some(cp) = store.checkpoint(resource.as_str())? {
+            wcfg.resume
+                .insert(resource.as_str().to_string(), cp.resource_version);
+            resuming.push((resource, stored));
+        }
     }
-    let resuming: Vec<(Resource, bool)> = resuming
-        .into_iter()
-        .map(|r| (r, wcfg.persists_states_of(r)))
-        .collect();
     let mut watcher = Watcher::new(client, wcfg);
     for (resource, stored) in resuming {
         if stored {

@@ -143,12 +143,18 @@ impl Simulator {
     /// so, as in a real cluster, `kube-system`'s uid identifies the cluster (a new simulator
     /// is a new cluster).
     pub fn namespace_uid(&self, name: &str) -> String {
+        self.made_up_uid(format!("Namespace//{name}"))
+    }
+
+    /// A uid for an object the sim does not store, keyed `KIND/NAMESPACE/NAME`: made up on
+    /// first use, the same afterwards.
+    fn made_up_uid(&self, key: String) -> String {
         let mut uids = self
             .inner
             .ref_uids
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        uids.entry(format!("Namespace//{name}"))
+        uids.entry(key)
             .or_insert_with(|| uuid::Uuid::new_v4().to_string())
             .clone()
     }
@@ -371,20 +377,12 @@ impl Simulator {
             })
             .unwrap_or_else(|| {
                 // Objects the sim does not store (Jobs, Deployments): a stable made-up uid.
-                let mut uids = self
-                    .inner
-                    .ref_uids
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                let k = format!(
+                self.made_up_uid(format!(
                     "{}/{}/{}",
                     r.kind,
                     r.namespace.as_deref().unwrap_or(""),
                     r.name
-                );
-                uids.entry(k)
-                    .or_insert_with(|| uuid::Uuid::new_v4().to_string())
-                    .clone()
+                ))
             });
         let involved_rv = involved
             .as_ref()

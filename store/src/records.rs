@@ -326,12 +326,11 @@ impl Store {
             if q.until.is_some_and(|u| min_at > u) {
                 continue;
             }
-            let Some(b) = self.inner.records.get(keys::block_key(last_id))? else {
+            let Some(b) = self.block(last_id)? else {
                 // Only possible while prune removes this block concurrently.
                 tracing::debug!(last_id, "time index entry without its block; skipped");
                 continue;
             };
-            let b = Block::parse(b)?;
             let at_block = blocks.len();
             for (j, e) in b.entries.iter().enumerate() {
                 if inside(e.at) {
@@ -347,6 +346,15 @@ impl Store {
         hits.iter()
             .map(|&(_, _, b, j)| blocks[b].decode(j))
             .collect()
+    }
+
+    /// The block keyed by `last_id`, parsed; `None` if there is none.
+    fn block(&self, last_id: u64) -> Result<Option<Block>, StoreError> {
+        self.inner
+            .records
+            .get(keys::block_key(last_id))?
+            .map(Block::parse)
+            .transpose()
     }
 
     /// Calls `f` with every record observed at or after `since`, one block at a time (block
@@ -365,16 +373,10 @@ impl Store {
             let (_, last_id) = keys::decode_block_time_key(&k).ok_or(StoreError::CorruptKey {
                 tree: tree::RECORDS,
             })?;
-            let Some(b) = self
-                .inner
-                .records
-                .get(keys::block_key(last_id))
-                .map_err(StoreError::from)?
-            else {
+            let Some(b) = self.block(last_id)? else {
                 // Only possible while prune removes this block concurrently.
                 continue;
             };
-            let b = Block::parse(b)?;
             for (j, e) in b.entries.iter().enumerate() {
                 if e.at >= since {
                     f(b.decode(j)?)?;
@@ -471,12 +473,7 @@ impl Store {
             };
             if !cached {
                 let block = match place {
-                    Place::Block(b) => self
-                        .inner
-                        .records
-                        .get(keys::block_key(b))?
-                        .map(Block::parse)
-                        .transpose()?,
+                    Place::Block(b) => self.block(b)?,
                     Place::Holding => self.block_holding(id)?,
                 };
                 last = block.map(|b| (place, b));

@@ -61,24 +61,6 @@ use crate::{Store, StoreError, tree};
 /// memory. Event states are small (a count), so for them this bound is met first.
 pub(crate) const LOG_MAX_CHANGES: usize = 32_768;
 
-/// Key of the cluster identity in the `meta` tree ([`Store::adopt_cluster`]).
-const CLUSTER_UID_KEY: &[u8] = b"cluster_uid";
-
-/// What [`Store::adopt_cluster`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClusterIdentity {
-    /// No identity was recorded (a new data directory, or one from before identities were
-    /// kept): this one is now, and the checkpoints are kept.
-    Recorded,
-    /// The same cluster as before: the checkpoints stand.
-    Same,
-    /// Another cluster than the one the checkpoints came from (its uid here): they and the
-    /// compact state were cleared.
-    Changed {
-        /// The uid recorded before.
-        previous: String,
-    },
-}
 /// Default bound of a resource's log in bytes of blocks (keys and states): 16 MiB.
 pub(crate) const LOG_MAX_BYTES: usize = 16 * 1024 * 1024;
 
@@ -101,6 +83,25 @@ const BLOCK_FORMAT: u8 = 1;
 const REMOVED: u8 = 0;
 /// Tag of a state in a log block.
 const PRESENT: u8 = 1;
+
+/// Key of the cluster identity in the `meta` tree ([`Store::adopt_cluster`]).
+const CLUSTER_UID_KEY: &[u8] = b"cluster_uid";
+
+/// What [`Store::adopt_cluster`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterIdentity {
+    /// No identity was recorded (a new data directory, or one from before identities were
+    /// kept): this one is now, and the checkpoints are kept.
+    Recorded,
+    /// The same cluster as before: the checkpoints stand.
+    Same,
+    /// Another cluster than the one the checkpoints came from (its uid here): they and the
+    /// compact state were cleared.
+    Changed {
+        /// The uid recorded before.
+        previous: String,
+    },
+}
 
 /// How much a resource's log may hold before it is folded into the base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,12 +269,7 @@ impl Store {
     /// and compact state are cleared ([`Store::reset_watch_positions`]) before the new uid is
     /// recorded, so the watcher lists from scratch. Records and incidents are kept.
     pub fn adopt_cluster(&self, uid: &str) -> Result<ClusterIdentity, StoreError> {
-        let stored = self
-            .inner
-            .meta
-            .get(CLUSTER_UID_KEY)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned());
-        let outcome = match stored {
+        let outcome = match self.cluster_uid()? {
             Some(previous) if previous == uid => return Ok(ClusterIdentity::Same),
             Some(previous) => {
                 // Reset first: a crash before the new uid is written resets again next time.

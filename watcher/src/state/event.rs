@@ -72,16 +72,7 @@ pub fn event_state(record: &Record) -> Option<herald_core::ObjectState> {
     let RecordBody::Event(e) = &record.body else {
         return None;
     };
-    if e.name.is_empty() {
-        return None;
-    }
-    let key = if !e.uid.is_empty() {
-        e.uid.clone()
-    } else if !e.namespace.is_empty() {
-        format!("{}/{}", e.namespace, e.name)
-    } else {
-        e.name.clone()
-    };
+    let key = super::state_key(Some(&e.uid), Some(&e.namespace), Some(&e.name))?;
     Some(herald_core::ObjectState {
         key,
         state: super::encode_entry(&e.count),

@@ -100,11 +100,25 @@ impl Default for StateOptions {
 /// The state key of an object: its uid, or `namespace/name` (`name` for cluster-scoped objects)
 /// when it has none. `None` when the object has no name (it is then malformed).
 pub fn object_key(meta: &ObjectMeta) -> Option<String> {
-    let name = meta.name.as_deref().filter(|n| !n.is_empty())?;
-    if let Some(uid) = meta.uid.as_deref().filter(|u| !u.is_empty()) {
+    state_key(
+        meta.uid.as_deref(),
+        meta.namespace.as_deref(),
+        meta.name.as_deref(),
+    )
+}
+
+/// [`object_key`] from its parts (empty strings count as absent), for keys rebuilt from
+/// records rather than objects.
+pub(crate) fn state_key(
+    uid: Option<&str>,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Option<String> {
+    let name = name.filter(|n| !n.is_empty())?;
+    if let Some(uid) = uid.filter(|u| !u.is_empty()) {
         return Some(uid.to_string());
     }
-    Some(match meta.namespace.as_deref().filter(|n| !n.is_empty()) {
+    Some(match namespace.filter(|n| !n.is_empty()) {
         Some(ns) => format!("{ns}/{name}"),
         None => name.to_string(),
     })
