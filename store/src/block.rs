@@ -13,15 +13,21 @@
 //! ```
 //!
 //! Integers are big-endian; timestamps use the key encoding of `keys::ts`.
+//!
+//! A block is stored LZ4-compressed ([`seal`], `compress.rs`), its tag [`SEALED_LAYOUT`];
+//! [`open`] reverses it and passes a block written uncompressed (before schema 4) through.
 
 use std::ops::Range;
 
 use herald_core::Timestamp;
 
+use crate::compress;
 use crate::keys::{TS_LEN, decode_ts, ts};
 
 /// Layout byte of a block (the first byte of the value).
 pub(crate) const BLOCK_LAYOUT: u8 = 1;
+/// Layout byte of a compressed block ([`seal`]).
+pub(crate) const SEALED_LAYOUT: u8 = 2;
 /// Width of one header entry: id, observed_at, length of the value.
 const ENTRY_LEN: usize = 8 + TS_LEN + 4;
 /// Width of the block's own header: layout byte and count.
@@ -55,6 +61,17 @@ pub(crate) fn encode<'a>(
     }
     head.extend_from_slice(&body);
     head
+}
+
+/// Compresses an encoded block for storage.
+pub(crate) fn seal(raw: &[u8]) -> Vec<u8> {
+    compress::seal(SEALED_LAYOUT, raw)
+}
+
+/// The encoded block in a stored value: decompressed if it was [`seal`]ed, `None` if the
+/// compressed data is corrupt. An uncompressed block is returned as it is.
+pub(crate) fn open(stored: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    compress::open(SEALED_LAYOUT, stored)
 }
 
 /// Parses a block's header; `None` if the bytes are not a well-formed block.

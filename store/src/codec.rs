@@ -18,9 +18,20 @@ pub(crate) const FORMAT_JSON: u8 = 1;
 
 /// Encodes `value` for `tree`.
 pub(crate) fn encode<T: Serialize>(tree: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_JSON];
-    serde_json::to_writer(&mut out, value).map_err(|source| StoreError::Encode { tree, source })?;
+    let mut out = Vec::new();
+    encode_into(tree, value, &mut out)?;
     Ok(out)
+}
+
+/// Appends the encoding of `value` for `tree` to `out` (many values into one buffer, without
+/// an allocation each). On error `out` may hold part of it.
+pub(crate) fn encode_into<T: Serialize>(
+    tree: &'static str,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    out.push(FORMAT_JSON);
+    serde_json::to_writer(&mut *out, value).map_err(|source| StoreError::Encode { tree, source })
 }
 
 /// Decodes a value of `tree` written by [`encode`].

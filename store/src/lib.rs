@@ -21,7 +21,8 @@
 //! watch-state fold, whose ordered writes read the same after a crash at any point). So a crash
 //! never leaves an index entry without its value or the other way round. Keys are built in `keys.rs`
 //! (order-preserving, see there), values in `codec.rs` (format byte + JSON), record blocks in
-//! `block.rs`.
+//! `block.rs`; record blocks and watch-state log blocks are stored LZ4-compressed
+//! (`compress.rs`).
 //!
 //! Durability: sled flushes its log every 500 ms and on [`Store::flush`]. The log is recovered as
 //! a prefix, so after a crash the store holds everything written before some point: if a
@@ -36,6 +37,7 @@
 
 mod block;
 mod codec;
+mod compress;
 mod error;
 mod incidents;
 mod keys;
@@ -106,12 +108,16 @@ mod tree {
 /// The subdirectory of the data directory that holds the sled database.
 pub const DB_DIR: &str = "sled";
 
-/// Version of the tree layout and key encoding, kept in the `meta` tree. 3: watch states in a
-/// base and a per-resource log of blocks (`watch_state_log`); 2: records in blocks, with their
-/// indexes in the same tree; 1: one tree per record index.
-const SCHEMA_VERSION: u8 = 3;
-/// The oldest version [`check_schema`] upgrades in place: a schema-2 database only lacks the
-/// (empty) watch-state log, and its `watch_state` tree is a valid base.
+/// Version of the tree layout and key encoding, kept in the `meta` tree. 4: record blocks and
+/// watch-state log blocks LZ4-compressed (`compress.rs`); 3: watch states in a base and a
+/// per-resource log of blocks (`watch_state_log`); 2: records in blocks, with their indexes in
+/// the same tree; 1: one tree per record index.
+const SCHEMA_VERSION: u8 = 4;
+/// The oldest version [`check_schema`] upgrades in place. Nothing is rewritten: a schema-2
+/// database only lacks the (empty) watch-state log, and its `watch_state` tree is a valid base;
+/// schema 4 reads the uncompressed blocks of 2 and 3 as they are and compresses what it writes.
+/// The version is raised so that an older herald refuses the database instead of misreading
+/// the compressed blocks.
 const SCHEMA_UPGRADABLE: u8 = 2;
 const SCHEMA_KEY: &[u8] = b"schema";
 
@@ -399,17 +405,19 @@ fn is_lock_error(e: &sled::Error) -> bool {
     }
 }
 
-/// Records the schema version in a new database; upgrades a schema-2 database in place (it
-/// only lacks the watch-state log tree, which opening creates empty); refuses any other version
+/// Records the schema version in a new database; upgrades a database of schema
+/// [`SCHEMA_UPGRADABLE`] or later in place (see there; opening creates the watch-state log tree
+/// when it is missing); refuses any other version
 /// (an older one with [`StoreError::OldSchema`], which names the fix; a newer one with
 /// [`StoreError::UnsupportedFormat`]).
 fn check_schema(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
     let meta = db.open_tree(tree::META)?;
-    let mut expected: Option<&[u8]> = None;
+    let mut expected: Option<[u8; 1]> = None;
     loop {
-        match meta.compare_and_swap(SCHEMA_KEY, expected, Some(&[SCHEMA_VERSION][..]))? {
+        let current = expected.as_ref().map(|v| &v[..]);
+        match meta.compare_and_swap(SCHEMA_KEY, current, Some(&[SCHEMA_VERSION][..]))? {
             Ok(()) => {
-                if let Some(&[old]) = expected {
+                if let Some([old]) = expected {
                     // `open_with` opens (creates) the log tree next.
                     tracing::info!(
                         path = %dir.display(),
@@ -422,8 +430,8 @@ fn check_schema(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
             }
             Err(cas) => match cas.current.as_deref() {
                 Some([SCHEMA_VERSION]) => return Ok(()),
-                Some([SCHEMA_UPGRADABLE]) if expected.is_none() => {
-                    expected = Some(&[SCHEMA_UPGRADABLE]);
+                Some(&[old]) if (SCHEMA_UPGRADABLE..SCHEMA_VERSION).contains(&old) => {
+                    expected = Some([old]);
                 }
                 Some(&[old]) if old < SCHEMA_VERSION => {
                     return Err(StoreError::OldSchema {
@@ -552,7 +560,7 @@ mod tests {
                     .unwrap(),
                 Some(sled::IVec::from(&[SCHEMA_VERSION][..]))
             );
-            assert_eq!(SCHEMA_VERSION, 3);
+            assert_eq!(SCHEMA_VERSION, 4);
             assert_eq!(
                 states(&store),
                 vec![
@@ -571,9 +579,79 @@ mod tests {
                 .unwrap();
             assert_eq!(store.stats().unwrap().trees[tree::WATCH_STATE_LOG], 1);
         }
-        // Opened again as schema 3, with the logged removal.
+        // Opened again as schema 4, with the logged removal.
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(states(&store), vec![("ns/b".to_string(), b"B".to_vec())]);
+    }
+
+    /// A schema-3 database (record blocks and watch-state log blocks uncompressed) is upgraded
+    /// in place: nothing is rewritten, everything reads the same, new blocks are compressed.
+    #[test]
+    fn a_schema_3_database_is_upgraded_in_place() {
+        use herald_core::{ObjectRef, ObjectState, PodChange, PodTransition, Record, RecordBody};
+        let dir = tempfile::tempdir().unwrap();
+        let record = |name: &str| Record {
+            id: herald_core::RecordId::UNASSIGNED,
+            cluster: "c".into(),
+            observed_at: herald_core::Timestamp::from_second(1_700_000_000).unwrap(),
+            object: ObjectRef::pod("ns", name),
+            node: None,
+            owner: None,
+            labels: Default::default(),
+            body: RecordBody::Pod(PodTransition {
+                phase: None,
+                change: PodChange::Created,
+            }),
+        };
+        let state = |key: &str, v: &[u8]| ObjectState {
+            key: key.into(),
+            state: Some(v.to_vec()),
+        };
+        let mut old = vec![record("a")];
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.append_records(&mut old).unwrap();
+            store
+                .put_watch_states("pods", &[state("ns/a", b"A")])
+                .unwrap();
+            // Make it what schema 3 wrote: uncompressed blocks, version 3.
+            assert_eq!(records::tests::unseal_blocks(&store), 1);
+            let log = &store.inner.watch_state_log;
+            let logged: Vec<_> = log.iter().map(Result::unwrap).collect();
+            assert_eq!(logged.len(), 1);
+            for (k, v) in logged {
+                let raw = compress::open(2, &v).unwrap().into_owned();
+                assert_eq!(raw[0], 1, "a schema-3 log block");
+                log.insert(k, raw).unwrap();
+            }
+            store.inner.meta.insert(SCHEMA_KEY, &[3u8][..]).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.inner.meta.get(SCHEMA_KEY).unwrap(),
+            Some(sled::IVec::from(&[SCHEMA_VERSION][..]))
+        );
+        assert_eq!(store.record(old[0].id).unwrap().as_ref(), Some(&old[0]));
+        let mut new = vec![record("b")];
+        store.append_records(&mut new).unwrap();
+        store
+            .put_watch_states("pods", &[state("ns/b", b"B")])
+            .unwrap();
+        let all = store.records_between(&TimeQuery::all()).unwrap();
+        assert_eq!(all, [old, new].concat());
+        let states: Vec<_> = store
+            .watch_states("pods")
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.key, s.state.unwrap()))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("ns/a".to_string(), b"A".to_vec()),
+                ("ns/b".to_string(), b"B".to_vec())
+            ]
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::ops::Bound;
 use herald_core::{ObjectKind, Record, RecordId, Timestamp};
 
 use crate::block::{self, Entry};
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode_into};
 use crate::keys::{self, ObjectRecordKey, TS_LEN, U64_LEN};
 use crate::{Store, StoreError, TimeQuery, tree};
 
@@ -69,10 +69,15 @@ struct Block {
 
 impl Block {
     /// Parses a block read from the tree.
-    fn parse(bytes: sled::IVec) -> Result<Block, StoreError> {
-        let entries = block::entries(&bytes).ok_or(StoreError::CorruptValue {
+    fn parse(stored: sled::IVec) -> Result<Block, StoreError> {
+        let corrupt = || StoreError::CorruptValue {
             tree: tree::RECORDS,
-        })?;
+        };
+        let bytes = match block::open(&stored).ok_or_else(corrupt)? {
+            std::borrow::Cow::Borrowed(_) => stored,
+            std::borrow::Cow::Owned(raw) => sled::IVec::from(raw),
+        };
+        let entries = block::entries(&bytes).ok_or_else(corrupt)?;
         Ok(Block { bytes, entries })
     }
 
@@ -98,11 +103,12 @@ impl Block {
     }
 }
 
-/// One record to be written: its id, time, encoded value and object index prefix.
+/// One record to be written: its id, time, where its encoded value lies in the group's
+/// buffer, and its object index prefix.
 struct Row {
     id: u64,
     at: Timestamp,
-    value: Vec<u8>,
+    value: std::ops::Range<usize>,
     object: Vec<u8>,
 }
 
@@ -195,13 +201,18 @@ impl Store {
     fn write_records(&self, records: &mut [Record]) -> Result<(), StoreError> {
         let i = &self.inner;
         let mut rows = Vec::with_capacity(records.len());
+        // Every record's encoding goes into one buffer (an allocation per group, not per
+        // record); the blocks copy their slices of it.
+        let mut values = Vec::with_capacity(records.len() * 1024);
         for r in records.iter_mut() {
             let id = i.db.generate_id()?.saturating_add(1);
             r.id = RecordId(id);
+            let start = values.len();
+            encode_into(tree::RECORDS, &*r, &mut values)?;
             rows.push(Row {
                 id,
                 at: r.observed_at,
-                value: encode(tree::RECORDS, &*r)?,
+                value: start..values.len(),
                 object: keys::record_object_prefix(r.object.kind.as_str(), &r.object.key()),
             });
         }
@@ -212,7 +223,7 @@ impl Store {
         while start < rows.len() {
             let end = block_end(&rows[start..]) + start;
             let block = &rows[start..end];
-            put_block(&mut batch, block);
+            put_block(&mut batch, block, &values);
             let last_id = block.last().map_or(0, |r| r.id);
             for (k, v) in object_entries(
                 block.iter().map(|r| (r.object.as_slice(), r.at, r.id)),
@@ -624,7 +635,7 @@ impl Store {
                     // The latest record is kept, so the time key (latest, last id) stays.
                     batch.insert(time_key, &keys::ts(min)[..]);
                 }
-                batch.insert(&block_key[..], kept);
+                batch.insert(&block_key[..], block::seal(&kept));
             }
             records.apply_batch(batch)?;
             removed += old.len() as u64;
@@ -665,19 +676,19 @@ fn block_end(rows: &[Row]) -> usize {
 }
 
 /// Adds the block of `rows` (ids increasing, not empty) and its time index entry to `batch`.
-fn put_block(batch: &mut sled::Batch, rows: &[Row]) {
+fn put_block(batch: &mut sled::Batch, rows: &[Row], values: &[u8]) {
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
         return;
     };
     let min = rows.iter().map(|r| r.at).min().unwrap_or(first.at);
     let max = rows.iter().map(|r| r.at).max().unwrap_or(first.at);
-    let value = block::encode(rows.iter().map(|r| (r.id, r.at, r.value.as_slice())));
-    batch.insert(&keys::block_key(last.id)[..], value);
+    let value = block::encode(rows.iter().map(|r| (r.id, r.at, &values[r.value.clone()])));
+    batch.insert(&keys::block_key(last.id)[..], block::seal(&value));
     batch.insert(&keys::block_time_key(max, last.id)[..], &keys::ts(min)[..]);
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::collections::BTreeMap;
@@ -725,6 +736,65 @@ mod tests {
             .collect();
         assert_eq!(secs, [4, 5, 7], "oldest first");
         assert_eq!(store.count_records(), 6);
+    }
+
+    /// Rewrites every record block of `store` uncompressed, as schemas 2 and 3 wrote them;
+    /// returns how many there were.
+    pub(crate) fn unseal_blocks(store: &Store) -> usize {
+        let blocks: Vec<(sled::IVec, sled::IVec)> = store
+            .inner
+            .records
+            .scan_prefix([keys::REC_BLOCK])
+            .map(Result::unwrap)
+            .collect();
+        for (k, v) in &blocks {
+            assert_eq!(v[0], block::SEALED_LAYOUT, "written compressed");
+            let raw = block::open(v).unwrap().into_owned();
+            assert_eq!(raw[0], block::BLOCK_LAYOUT);
+            store.inner.records.insert(k, raw).unwrap();
+        }
+        blocks.len()
+    }
+
+    /// Blocks written uncompressed (schemas 2 and 3) are read, and pruned, like compressed
+    /// ones; what prune keeps of one is written back compressed.
+    #[test]
+    fn uncompressed_blocks_are_read_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut all = Vec::new();
+        for g in [vec![(0, 1), (1, 2), (0, 3)], vec![(0, 10), (1, 11)]] {
+            let mut rs: Vec<Record> = g.iter().map(|&(p, s)| record(p, s)).collect();
+            store.append_records(&mut rs).unwrap();
+            all.extend(rs);
+        }
+        let compressed = store.records_between(&TimeQuery::all()).unwrap();
+        assert_eq!(unseal_blocks(&store), 2);
+        assert_eq!(
+            store.records_between(&TimeQuery::all()).unwrap(),
+            compressed
+        );
+        assert_eq!(compressed, all);
+        for r in &all {
+            assert_eq!(store.record(r.id).unwrap().as_ref(), Some(r));
+        }
+        let pod0 = store
+            .records_for_object(&ObjectKind::Pod, "ns/pod-0", &TimeQuery::all())
+            .unwrap();
+        assert_eq!(pod0.len(), 3);
+        // Prune the first two records: the first block keeps one, written compressed.
+        store
+            .prune_records(Timestamp::from_second(1_700_000_003).unwrap())
+            .unwrap();
+        let left = store.records_between(&TimeQuery::all()).unwrap();
+        assert_eq!(left, all[2..].to_vec());
+        let first = store
+            .inner
+            .records
+            .get(keys::block_key(all[2].id.0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(first[0], block::SEALED_LAYOUT);
     }
 
     /// A store whose object index is (partly) in the layout of schema 2, one entry per record

@@ -11,7 +11,7 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `watch_state` (base) | `resource:str object_key` (raw) | the state bytes |
-//! | `watch_state_log` | `resource:str seq:u64` | a block: `1 count:u32` then per change `key_len:u32 key`, `0` (removed) or `1 len:u32 state` |
+//! | `watch_state_log` | `resource:str seq:u64` | a block: `1 count:u32` then per change `key_len:u32 key`, `0` (removed) or `1 len:u32 state`; stored LZ4-compressed (`2`, see `compress.rs`), an uncompressed block (schema 3) read as it is |
 //!
 //! `seq` grows with every block of a resource (the highest stored one + 1 after a restart), so
 //! the log of a resource is its changes in the order they were made, and a later change of a
@@ -53,6 +53,7 @@ use std::sync::{MutexGuard, PoisonError};
 use herald_core::ObjectState;
 use sled::IVec;
 
+use crate::compress;
 use crate::keys;
 use crate::{Store, StoreError, tree};
 
@@ -79,6 +80,9 @@ const FOLD_BATCH: usize = 1024;
 
 /// Format byte of a log block.
 const BLOCK_FORMAT: u8 = 1;
+/// Format byte of a compressed log block (`compress.rs`; what [`Store::put_watch_states`]
+/// writes since schema 4): [`BLOCK_FORMAT`]'s bytes, LZ4-compressed.
+const SEALED_FORMAT: u8 = 2;
 /// Tag of a removal in a log block.
 const REMOVED: u8 = 0;
 /// Tag of a state in a log block.
@@ -203,9 +207,10 @@ impl Store {
             return Ok(());
         }
         let seq = size.next_seq;
-        self.inner
-            .watch_state_log
-            .insert(keys::watch_log_key(resource, seq), encode_block(states))?;
+        self.inner.watch_state_log.insert(
+            keys::watch_log_key(resource, seq),
+            compress::seal(SEALED_FORMAT, &encode_block(states)),
+        )?;
         size.changes += states.len();
         size.bytes += block_len;
         size.next_seq = seq + 1;
@@ -408,10 +413,11 @@ impl Store {
                     .ok_or(StoreError::CorruptKey {
                         tree: tree::WATCH_STATE_LOG,
                     })?;
-            size.changes += decode_block(&v, |key, state| {
+            let raw = open_block(v)?;
+            size.changes += decode_block(&raw, |key, state| {
                 latest.insert(key.to_vec(), state);
             })?;
-            size.bytes += v.len();
+            size.bytes += raw.len();
             size.next_seq = size.next_seq.max(seq.saturating_add(1));
             blocks.push(k);
         }
@@ -507,6 +513,18 @@ fn block_len(states: &[ObjectState]) -> usize {
 /// bound, so `put_watch_states` writes that call into the base and drops the block.
 fn push_len(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+}
+
+/// The raw block ([`BLOCK_FORMAT`]) of a stored log value: decompressed when it is sealed,
+/// the value itself otherwise (an uncompressed block from before schema 4).
+fn open_block(stored: IVec) -> Result<IVec, StoreError> {
+    match compress::open(SEALED_FORMAT, &stored) {
+        Some(std::borrow::Cow::Owned(raw)) => Ok(IVec::from(raw)),
+        Some(std::borrow::Cow::Borrowed(_)) => Ok(stored),
+        None => Err(StoreError::CorruptValue {
+            tree: tree::WATCH_STATE_LOG,
+        }),
+    }
 }
 
 /// Calls `f` with each change of a block, in order (the key, and the state as a slice of the
