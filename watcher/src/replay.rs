@@ -64,7 +64,7 @@ trait ReplayState: Send {
 impl<T: Tracker> ReplayState for T {
     fn seed(&mut self, object: &[u8], ctx: &RecordCtx<'_>) -> Result<(), String> {
         let obj: T::Object = serde_json::from_slice(object).map_err(|e| e.to_string())?;
-        self.apply(&obj, Source::List, ctx);
+        self.apply(obj, Source::List, ctx);
         Ok(())
     }
 

@@ -888,7 +888,7 @@ impl<T: Tracker> ListWatch<T> {
                         if let (true, Some(key)) = (collect, T::key(&obj)) {
                             listed.insert(key);
                         }
-                        for r in state.apply(&obj, Source::List, &ctx) {
+                        for r in state.apply(obj, Source::List, &ctx) {
                             if tx.blocking_send(WatchItem::Record(r)).is_err() {
                                 out.closed = true;
                                 return false;
@@ -1135,7 +1135,7 @@ impl<T: Tracker> ListWatch<T> {
             cluster: &cluster,
             now,
         };
-        self.state.apply(&obj, Source::List, &ctx)
+        self.state.apply(obj, Source::List, &ctx)
     }
 
     /// The initial events of a streaming list ended: objects not among them are gone, the
@@ -1221,8 +1221,8 @@ pub(crate) fn apply_watch_object<T: Tracker>(
         dirty.insert(key);
     }
     match kind {
-        ObjectEvent::Added => state.apply(&obj, Source::Added, ctx),
-        ObjectEvent::Modified => state.apply(&obj, Source::Modified, ctx),
+        ObjectEvent::Added => state.apply(obj, Source::Added, ctx),
+        ObjectEvent::Modified => state.apply(obj, Source::Modified, ctx),
         ObjectEvent::Deleted => state.delete(&obj, ctx),
     }
 }

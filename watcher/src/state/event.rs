@@ -10,7 +10,9 @@ use herald_core::{
     EventRecord, EventSource, ObjectKind, ObjectRef, Record, RecordBody, RecordId, Timestamp,
 };
 
-use super::{FirstSight, RecordCtx, Source, StateOptions, Tracker, non_empty, object_key};
+use super::{
+    FirstSight, RecordCtx, Source, StateOptions, Tracker, non_empty, non_empty_owned, object_key,
+};
 
 /// The state of every Event: uid -> last seen count.
 #[derive(Debug, Default)]
@@ -138,33 +140,53 @@ pub fn remove_unlisted(state: &mut EventState, listed: &HashSet<String>) {
 /// `object` is the involved object; `node` is `source.host` (or `reportingInstance` for
 /// kubelet-reported events.k8s.io Events), else the involved object's name when it is a Node.
 pub fn record(cluster: &str, now: Timestamp, ev: &Event, count_delta: u32) -> Record {
-    let io = &ev.involved_object;
+    record_from(cluster, now, ev.clone(), count_delta)
+}
+
+/// [`record`], taking the Event: its strings move into the record instead of being copied
+/// (the watch path, where the decoded Event is dropped right after).
+pub fn record_from(cluster: &str, now: Timestamp, ev: Event, count_delta: u32) -> Record {
+    let count = event_count(&ev);
+    let Event {
+        metadata,
+        involved_object: io,
+        reason,
+        message,
+        type_,
+        first_timestamp,
+        last_timestamp,
+        source,
+        event_time,
+        reporting_component,
+        reporting_instance,
+        series,
+        ..
+    } = ev;
     let kind = io.kind.as_deref().unwrap_or_default();
     let object = ObjectRef {
         kind: ObjectKind::from_kind(kind),
-        namespace: non_empty(io.namespace.as_deref()),
-        name: io.name.clone().unwrap_or_default(),
-        uid: non_empty(io.uid.as_deref()),
+        namespace: non_empty_owned(io.namespace),
+        name: io.name.unwrap_or_default(),
+        uid: non_empty_owned(io.uid),
     };
-    let component = non_empty(ev.source.as_ref().and_then(|s| s.component.as_deref()))
-        .or_else(|| non_empty(ev.reporting_component.as_deref()));
-    let host = non_empty(ev.source.as_ref().and_then(|s| s.host.as_deref()));
+    let (source_component, source_host) = source.map(|s| (s.component, s.host)).unwrap_or_default();
+    let component =
+        non_empty_owned(source_component).or_else(|| non_empty(reporting_component.as_deref()));
+    let host = non_empty_owned(source_host);
+    let reporting_instance = non_empty_owned(reporting_instance);
     let node = host
         .clone()
         .or_else(|| {
-            (ev.reporting_component.as_deref() == Some("kubelet"))
-                .then(|| non_empty(ev.reporting_instance.as_deref()))
+            (reporting_component.as_deref() == Some("kubelet"))
+                .then(|| reporting_instance.clone())
                 .flatten()
         })
         .or_else(|| (object.kind == ObjectKind::Node).then(|| object.name.clone()));
-    let event_time = ev.event_time.as_ref().map(|t| t.0);
-    let first_timestamp = ev.first_timestamp.as_ref().map(|t| t.0).or(event_time);
+    let event_time = event_time.map(|t| t.0);
+    let first_timestamp = first_timestamp.map(|t| t.0).or(event_time);
     let last_timestamp = newest(
-        ev.last_timestamp.as_ref().map(|t| t.0),
-        ev.series
-            .as_ref()
-            .and_then(|s| s.last_observed_time.as_ref())
-            .map(|t| t.0),
+        last_timestamp.map(|t| t.0),
+        series.and_then(|s| s.last_observed_time).map(|t| t.0),
     )
     .or(event_time);
     Record {
@@ -176,21 +198,21 @@ pub fn record(cluster: &str, now: Timestamp, ev: &Event, count_delta: u32) -> Re
         owner: None,
         labels: BTreeMap::new(),
         body: RecordBody::Event(EventRecord {
-            uid: ev.metadata.uid.clone().unwrap_or_default(),
-            namespace: ev.metadata.namespace.clone().unwrap_or_default(),
-            name: ev.metadata.name.clone().unwrap_or_default(),
-            reason: ev.reason.clone().unwrap_or_default(),
-            event_type: ev.type_.clone().unwrap_or_default(),
-            message: ev.message.clone().unwrap_or_default(),
-            count: event_count(ev),
+            uid: metadata.uid.unwrap_or_default(),
+            namespace: metadata.namespace.unwrap_or_default(),
+            name: metadata.name.unwrap_or_default(),
+            reason: reason.unwrap_or_default(),
+            event_type: type_.unwrap_or_default(),
+            message: message.unwrap_or_default(),
+            count,
             count_delta,
             first_timestamp,
             last_timestamp,
             source: EventSource {
                 component,
-                host: host.or_else(|| non_empty(ev.reporting_instance.as_deref())),
+                host: host.or(reporting_instance),
             },
-            field_path: non_empty(io.field_path.as_deref()),
+            field_path: non_empty_owned(io.field_path),
         }),
     }
 }
@@ -210,9 +232,9 @@ impl Tracker for EventState {
         self.opts = opts;
     }
 
-    fn apply(&mut self, obj: &Event, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
-        apply(self, obj, source)
-            .map(|delta| vec![record(ctx.cluster, ctx.now, obj, delta)])
+    fn apply(&mut self, obj: Event, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
+        apply(self, &obj, source)
+            .map(|delta| vec![record_from(ctx.cluster, ctx.now, obj, delta)])
             .unwrap_or_default()
     }
 
@@ -299,7 +321,7 @@ impl EventsV1State {
         cluster: &str,
         now: Timestamp,
     ) -> Vec<Record> {
-        Tracker::apply(self, ev, source, &RecordCtx { cluster, now })
+        Tracker::apply(self, ev.clone(), source, &RecordCtx { cluster, now })
     }
 }
 
@@ -318,8 +340,8 @@ impl Tracker for EventsV1State {
         self.0.opts = opts;
     }
 
-    fn apply(&mut self, obj: &EventV1, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
-        self.0.apply(&events_v1_to_core(obj), source, ctx)
+    fn apply(&mut self, obj: EventV1, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
+        self.0.apply(events_v1_to_core(&obj), source, ctx)
     }
 
     fn delete(&mut self, obj: &EventV1, ctx: &RecordCtx<'_>) -> Vec<Record> {

@@ -129,6 +129,11 @@ pub(crate) fn non_empty(s: Option<&str>) -> Option<String> {
     s.filter(|s| !s.is_empty()).map(str::to_string)
 }
 
+/// [`non_empty`] of an owned string (moved, not copied).
+pub(crate) fn non_empty_owned(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
 /// What records are stamped with.
 #[derive(Debug, Clone)]
 pub(crate) struct RecordCtx<'a> {
@@ -149,8 +154,10 @@ pub(crate) trait Tracker: Default + Send + 'static {
     fn set_listed(&mut self);
     /// Replaces the options (a state restored before the watcher ran gets the run's options).
     fn set_options(&mut self, opts: StateOptions);
-    /// Applies an object seen in a list or an ADDED/MODIFIED event.
-    fn apply(&mut self, obj: &Self::Object, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record>;
+    /// Applies an object seen in a list or an ADDED/MODIFIED event. It takes the object, so
+    /// a record can move the object's strings instead of copying them (an Event record holds
+    /// most of its Event's).
+    fn apply(&mut self, obj: Self::Object, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record>;
     /// Applies a DELETED event.
     fn delete(&mut self, obj: &Self::Object, ctx: &RecordCtx<'_>) -> Vec<Record>;
     /// After a re-list: forgets (and reports as deleted, where that means something) every

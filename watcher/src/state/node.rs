@@ -249,9 +249,9 @@ impl Tracker for NodeState {
         self.opts = opts;
     }
 
-    fn apply(&mut self, obj: &Node, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
-        let changes = apply(self, obj, source);
-        to_records(ctx, obj, changes)
+    fn apply(&mut self, obj: Node, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
+        let changes = apply(self, &obj, source);
+        to_records(ctx, &obj, changes)
     }
 
     fn delete(&mut self, obj: &Node, ctx: &RecordCtx<'_>) -> Vec<Record> {

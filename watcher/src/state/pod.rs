@@ -538,9 +538,9 @@ impl Tracker for PodState {
         self.opts = opts;
     }
 
-    fn apply(&mut self, obj: &Pod, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
-        let changes = apply(self, obj, source);
-        to_records(ctx, obj, changes)
+    fn apply(&mut self, obj: Pod, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
+        let changes = apply(self, &obj, source);
+        to_records(ctx, &obj, changes)
     }
 
     fn delete(&mut self, obj: &Pod, ctx: &RecordCtx<'_>) -> Vec<Record> {
