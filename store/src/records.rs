@@ -756,18 +756,24 @@ pub(crate) mod tests {
         blocks.len()
     }
 
-    /// Blocks written uncompressed (schemas 2 and 3) are read, and pruned, like compressed
-    /// ones; what prune keeps of one is written back compressed.
-    #[test]
-    fn uncompressed_blocks_are_read_and_pruned() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+    /// Appends two groups of records about pods 0 and 1 (two blocks); returns them.
+    fn two_groups(store: &Store) -> Vec<Record> {
         let mut all = Vec::new();
         for g in [vec![(0, 1), (1, 2), (0, 3)], vec![(0, 10), (1, 11)]] {
             let mut rs: Vec<Record> = g.iter().map(|&(p, s)| record(p, s)).collect();
             store.append_records(&mut rs).unwrap();
             all.extend(rs);
         }
+        all
+    }
+
+    /// Blocks written uncompressed (schemas 2 and 3) are read, and pruned, like compressed
+    /// ones; what prune keeps of one is written back compressed.
+    #[test]
+    fn uncompressed_blocks_are_read_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let all = two_groups(&store);
         let compressed = store.records_between(&TimeQuery::all()).unwrap();
         assert_eq!(unseal_blocks(&store), 2);
         assert_eq!(
@@ -803,12 +809,7 @@ pub(crate) mod tests {
     fn schema_2_object_entries_are_read_and_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut all = Vec::new();
-        for g in [vec![(0, 1), (1, 2), (0, 3)], vec![(0, 10), (1, 11)]] {
-            let mut rs: Vec<Record> = g.iter().map(|&(p, s)| record(p, s)).collect();
-            store.append_records(&mut rs).unwrap();
-            all.extend(rs);
-        }
+        let all = two_groups(&store);
         let want = |store: &Store, pod: u8, q: &TimeQuery| {
             let key = format!("ns/pod-{pod}");
             (
