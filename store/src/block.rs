@@ -70,8 +70,8 @@ pub(crate) fn seal(raw: &[u8]) -> Vec<u8> {
 
 /// The encoded block in a stored value: decompressed if it was [`seal`]ed, `None` if the
 /// compressed data is corrupt. An uncompressed block is returned as it is.
-pub(crate) fn open(stored: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    compress::open(SEALED_LAYOUT, stored)
+pub(crate) fn open(stored: sled::IVec) -> Option<sled::IVec> {
+    compress::open_ivec(SEALED_LAYOUT, stored)
 }
 
 /// Parses a block's header; `None` if the bytes are not a well-formed block.

@@ -15,6 +15,8 @@
 
 use std::borrow::Cow;
 
+use sled::IVec;
+
 /// Width of a sealed value's header: tag byte and uncompressed length.
 const HEAD_LEN: usize = 1 + 4;
 
@@ -23,16 +25,21 @@ const HEAD_LEN: usize = 1 + 4;
 /// plus its header; a state log block at most a group commit's states).
 const MAX_RAW_LEN: usize = 64 << 20;
 
-/// Compresses `raw` into a value starting with `tag`.
+/// Compresses `raw` into a value starting with `tag`. Should compression fail (it cannot: the
+/// buffer has the maximum output size), `raw` is returned as it is, which [`open`] passes
+/// through: the value is stored uncompressed rather than lost.
 pub(crate) fn seal(tag: u8, raw: &[u8]) -> Vec<u8> {
     let bound = lz4_flex::block::get_maximum_output_size(raw.len());
     let mut out = vec![0u8; HEAD_LEN + bound];
     out[0] = tag;
     out[1..HEAD_LEN].copy_from_slice(&(raw.len() as u32).to_be_bytes());
-    // The buffer has the maximum output size, so compression cannot run out of room.
-    let n = lz4_flex::block::compress_into(raw, &mut out[HEAD_LEN..]).unwrap_or(0);
-    out.truncate(HEAD_LEN + n);
-    out
+    match lz4_flex::block::compress_into(raw, &mut out[HEAD_LEN..]) {
+        Ok(n) => {
+            out.truncate(HEAD_LEN + n);
+            out
+        }
+        Err(_) => raw.to_vec(),
+    }
 }
 
 /// The raw bytes of a stored value: decompressed when it starts with `tag` (a [`seal`]ed
@@ -45,6 +52,15 @@ pub(crate) fn open(tag: u8, stored: &[u8]) -> Option<Cow<'_, [u8]>> {
     let len = usize::try_from(len).ok().filter(|&l| l <= MAX_RAW_LEN)?;
     let raw = lz4_flex::block::decompress(&stored[HEAD_LEN..], len).ok()?;
     (raw.len() == len).then_some(Cow::Owned(raw))
+}
+
+/// [`open`] of a value read from sled: the stored value itself when it is not sealed (no copy),
+/// else the decompressed bytes. `None` when a sealed value is corrupt.
+pub(crate) fn open_ivec(tag: u8, stored: IVec) -> Option<IVec> {
+    match open(tag, &stored)? {
+        Cow::Borrowed(_) => Some(stored),
+        Cow::Owned(raw) => Some(IVec::from(raw)),
+    }
 }
 
 #[cfg(test)]

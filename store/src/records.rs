@@ -73,10 +73,7 @@ impl Block {
         let corrupt = || StoreError::CorruptValue {
             tree: tree::RECORDS,
         };
-        let bytes = match block::open(&stored).ok_or_else(corrupt)? {
-            std::borrow::Cow::Borrowed(_) => stored,
-            std::borrow::Cow::Owned(raw) => sled::IVec::from(raw),
-        };
+        let bytes = block::open(stored).ok_or_else(corrupt)?;
         let entries = block::entries(&bytes).ok_or_else(corrupt)?;
         Ok(Block { bytes, entries })
     }
@@ -749,7 +746,7 @@ pub(crate) mod tests {
             .collect();
         for (k, v) in &blocks {
             assert_eq!(v[0], block::SEALED_LAYOUT, "written compressed");
-            let raw = block::open(v).unwrap().into_owned();
+            let raw = block::open(v.clone()).unwrap().to_vec();
             assert_eq!(raw[0], block::BLOCK_LAYOUT);
             store.inner.records.insert(k, raw).unwrap();
         }

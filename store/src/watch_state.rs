@@ -61,7 +61,6 @@ use crate::{Store, StoreError, tree};
 /// folded into the base first. A restore and a fold hold at most this many logged changes in
 /// memory. Event states are small (a count), so for them this bound is met first.
 pub(crate) const LOG_MAX_CHANGES: usize = 32_768;
-
 /// Default bound of a resource's log in bytes of blocks (keys and states): 16 MiB.
 pub(crate) const LOG_MAX_BYTES: usize = 16 * 1024 * 1024;
 
@@ -518,13 +517,9 @@ fn push_len(out: &mut Vec<u8>, len: usize) {
 /// The raw block ([`BLOCK_FORMAT`]) of a stored log value: decompressed when it is sealed,
 /// the value itself otherwise (an uncompressed block from before schema 4).
 fn open_block(stored: IVec) -> Result<IVec, StoreError> {
-    match compress::open(SEALED_FORMAT, &stored) {
-        Some(std::borrow::Cow::Owned(raw)) => Ok(IVec::from(raw)),
-        Some(std::borrow::Cow::Borrowed(_)) => Ok(stored),
-        None => Err(StoreError::CorruptValue {
-            tree: tree::WATCH_STATE_LOG,
-        }),
-    }
+    compress::open_ivec(SEALED_FORMAT, stored).ok_or(StoreError::CorruptValue {
+        tree: tree::WATCH_STATE_LOG,
+    })
 }
 
 /// Calls `f` with each change of a block, in order (the key, and the state as a slice of the

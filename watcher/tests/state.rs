@@ -656,7 +656,7 @@ fn event_series_counts_in_both_apis() {
     // events.k8s.io/v1: the same object through the other API gives the same records.
     let v1 = as_events_v1(&core);
     let v1_grown = as_events_v1(&grown);
-    let converted = event::events_v1_to_core(&typed(&v1_grown));
+    let converted = event::events_v1_to_core(typed(&v1_grown));
     assert_eq!(converted.involved_object.name, ev.involved_object.name);
     assert_eq!(converted.message, ev.message);
     let ctx_records = |st: &mut event::EventsV1State, obj: &Value, source: Source| {

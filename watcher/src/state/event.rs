@@ -272,23 +272,23 @@ impl Tracker for EventState {
 /// An events.k8s.io/v1 Event in the core/v1 shape, field for field as the API server converts
 /// between the two (`regarding` -> `involvedObject`, `note` -> `message`, `deprecated*` ->
 /// `count`/`source`/`firstTimestamp`/`lastTimestamp`, `reportingController` ->
-/// `reportingComponent`, `series` kept).
-pub fn events_v1_to_core(ev: &EventV1) -> Event {
+/// `reportingComponent`, `series` kept). It takes the Event, so its strings move.
+pub fn events_v1_to_core(ev: EventV1) -> Event {
     Event {
-        kind: ev.kind.clone(),
-        metadata: ev.metadata.clone(),
-        involved_object: ev.regarding.clone().unwrap_or_default(),
-        reason: ev.reason.clone(),
-        message: ev.note.clone(),
-        type_: ev.type_.clone(),
+        kind: ev.kind,
+        metadata: ev.metadata,
+        involved_object: ev.regarding.unwrap_or_default(),
+        reason: ev.reason,
+        message: ev.note,
+        type_: ev.type_,
         count: ev.deprecated_count,
         first_timestamp: ev.deprecated_first_timestamp,
         last_timestamp: ev.deprecated_last_timestamp,
-        source: ev.deprecated_source.clone(),
+        source: ev.deprecated_source,
         event_time: ev.event_time,
-        reporting_component: ev.reporting_controller.clone(),
-        reporting_instance: ev.reporting_instance.clone(),
-        series: ev.series.as_ref().map(|s| EventSeries {
+        reporting_component: ev.reporting_controller,
+        reporting_instance: ev.reporting_instance,
+        series: ev.series.map(|s| EventSeries {
             count: Some(s.count),
             last_observed_time: Some(s.last_observed_time),
         }),
@@ -341,11 +341,11 @@ impl Tracker for EventsV1State {
     }
 
     fn apply(&mut self, obj: EventV1, source: Source, ctx: &RecordCtx<'_>) -> Vec<Record> {
-        self.0.apply(events_v1_to_core(&obj), source, ctx)
+        self.0.apply(events_v1_to_core(obj), source, ctx)
     }
 
     fn delete(&mut self, obj: &EventV1, ctx: &RecordCtx<'_>) -> Vec<Record> {
-        Tracker::delete(&mut self.0, &events_v1_to_core(obj), ctx)
+        Tracker::delete(&mut self.0, &events_v1_to_core(obj.clone()), ctx)
     }
 
     fn remove_unlisted(&mut self, listed: &HashSet<String>, ctx: &RecordCtx<'_>) -> Vec<Record> {
