@@ -358,6 +358,13 @@ pub async fn run_service(
     if !watch_done {
         let _ = watch_task.await;
     }
+    // The pending object index entries, so the next start has no records to index again.
+    let index = store.clone();
+    let entries = tokio::task::spawn_blocking(move || index.write_object_index())
+        .await
+        .context("the object index writer failed")?
+        .context("cannot write the object index")?;
+    tracing::debug!(entries, "object index written");
     store.flush().await.context("cannot flush the store")?;
     let _ = std::fs::remove_file(&service_file);
     result

@@ -139,6 +139,8 @@ pub(crate) const REC_BLOCK: u8 = b'b';
 pub(crate) const REC_OBJECT: u8 = b'o';
 /// Tag of the sparse time index entries (one per block) in the `records` tree.
 pub(crate) const REC_TIME: u8 = b't';
+/// Tag of the object index's indexed watermark in the `records` tree (`object_index.rs`).
+pub(crate) const REC_INDEXED: u8 = b'i';
 /// Width of a block key.
 pub(crate) const BLOCK_KEY_LEN: usize = 1 + U64_LEN;
 /// Width of a block time key.
@@ -451,7 +453,7 @@ mod tests {
             let (lo, hi) = time_range(&prefix, since, until);
             let key = k.encode();
             let inside = (lo.as_ref(), hi.as_ref());
-            let contained = std::ops::RangeBounds::contains(&inside, &key);
+            let contained = std::ops::RangeBounds::<Vec<u8>>::contains(&inside, &key);
             let expected = since.is_none_or(|s| k.at >= s) && until.is_none_or(|u| k.at <= u);
             prop_assert_eq!(contained, expected);
         }

@@ -41,6 +41,7 @@ mod compress;
 mod error;
 mod incidents;
 mod keys;
+mod object_index;
 mod outbox;
 mod records;
 mod retention;
@@ -67,7 +68,8 @@ mod tree {
     pub const META: &str = "meta";
     /// Records and their indexes, told apart by a tag byte (see `keys.rs`): blocks of records
     /// by last id, the time index by (latest observed_at, last id), the object index by
-    /// (kind, key, first observed_at, block's last id).
+    /// (kind, key, first observed_at, last id of the entry) and its indexed watermark
+    /// (`object_index.rs`).
     pub const RECORDS: &str = "records";
     /// Incident id -> incident (latest state).
     pub const INCIDENTS: &str = "incidents";
@@ -108,16 +110,20 @@ mod tree {
 /// The subdirectory of the data directory that holds the sled database.
 pub const DB_DIR: &str = "sled";
 
-/// Version of the tree layout and key encoding, kept in the `meta` tree. 4: record blocks and
+/// Version of the tree layout and key encoding, kept in the `meta` tree. 5: object index
+/// entries written for what is pending, one per object, after the records (`object_index.rs`),
+/// with the indexed watermark; 4: record blocks and
 /// watch-state log blocks LZ4-compressed (`compress.rs`); 3: watch states in a base and a
 /// per-resource log of blocks (`watch_state_log`); 2: records in blocks, with their indexes in
 /// the same tree; 1: one tree per record index.
-const SCHEMA_VERSION: u8 = 4;
+const SCHEMA_VERSION: u8 = 5;
 /// The oldest version [`check_schema`] upgrades in place. Nothing is rewritten: a schema-2
 /// database only lacks the (empty) watch-state log, and its `watch_state` tree is a valid base;
-/// schema 4 reads the uncompressed blocks of 2 and 3 as they are and compresses what it writes.
-/// The version is raised so that an older herald refuses the database instead of misreading
-/// the compressed blocks.
+/// schema 4 reads the uncompressed blocks of 2 and 3 as they are and compresses what it writes;
+/// schema 5 reads the per-block object index entries of 2 to 4 as entries of one block each,
+/// and a database without an indexed watermark as indexed up to its last block. The version is
+/// raised so that an older herald refuses the database instead of misreading the compressed
+/// blocks or missing the records not indexed yet.
 const SCHEMA_UPGRADABLE: u8 = 2;
 const SCHEMA_KEY: &[u8] = b"schema";
 
@@ -168,6 +174,9 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     records: sled::Tree,
+    /// Object index references not written yet (`object_index.rs`); held while records are
+    /// appended, so ids enter it in order.
+    pending: Mutex<object_index::Pending>,
     incidents: sled::Tree,
     incidents_by_time: sled::Tree,
     incidents_by_object: sled::Tree,
@@ -188,6 +197,23 @@ struct Inner {
     notification_fates: sled::Tree,
     silences: sled::Tree,
     subscribers: sled::Tree,
+}
+
+impl Drop for Inner {
+    /// Writes the pending object index entries, so the next start has nothing to read again.
+    fn drop(&mut self) {
+        let pending = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = pending.write(&self.records) {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot write the object index at close; it is read again at the next start"
+            );
+        }
+    }
 }
 
 impl fmt::Debug for Store {
@@ -301,9 +327,12 @@ impl Store {
         };
         check_schema(&db, dir)?;
         let open = |name: &str| db.open_tree(name);
+        let records = open(tree::RECORDS)?;
+        let pending = object_index::recover(&records)?;
         let inner = Inner {
             path: dir.to_path_buf(),
-            records: open(tree::RECORDS)?,
+            records,
+            pending: Mutex::new(pending),
             incidents: open(tree::INCIDENTS)?,
             incidents_by_time: open(tree::INCIDENTS_BY_TIME)?,
             incidents_by_object: open(tree::INCIDENTS_BY_OBJECT)?,
@@ -560,7 +589,7 @@ mod tests {
                     .unwrap(),
                 Some(sled::IVec::from(&[SCHEMA_VERSION][..]))
             );
-            assert_eq!(SCHEMA_VERSION, 4);
+            assert_eq!(SCHEMA_VERSION, 5);
             assert_eq!(
                 states(&store),
                 vec![
@@ -624,6 +653,13 @@ mod tests {
                 assert_eq!(raw[0], 1, "a schema-3 log block");
                 log.insert(k, raw).unwrap();
             }
+            // Its object index written with the block, and no watermark.
+            store.write_object_index().unwrap();
+            store
+                .inner
+                .records
+                .remove(object_index::WATERMARK_KEY)
+                .unwrap();
             store.inner.meta.insert(SCHEMA_KEY, &[3u8][..]).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
@@ -638,7 +674,13 @@ mod tests {
             .put_watch_states("pods", &[state("ns/b", b"B")])
             .unwrap();
         let all = store.records_between(&TimeQuery::all()).unwrap();
-        assert_eq!(all, [old, new].concat());
+        assert_eq!(all, [old.clone(), new.clone()].concat());
+        for (key, want) in [("ns/a", &old), ("ns/b", &new)] {
+            let got = store
+                .records_for_object(&herald_core::ObjectKind::Pod, key, &TimeQuery::all())
+                .unwrap();
+            assert_eq!(&got, want, "{key}: indexed before the upgrade, and after");
+        }
         let states: Vec<_> = store
             .watch_states("pods")
             .unwrap()

@@ -11,24 +11,26 @@
 //!   [`BLOCK_SPAN_NANOS`] of `observed_at` (a group that does is cut into several blocks), so
 //!   the blocks holding records of a window `since..=until` are among the time entries from
 //!   `since` to `until + BLOCK_SPAN`;
-//! - each block has one **object index** entry per object its records are about,
-//!   `(kind, key, first observed_at of those records, block's last id)`, whose value lists the
-//!   `(observed_at, id)` of those records ([`REF_LEN`] bytes each). A block spans at most
-//!   [`BLOCK_SPAN_NANOS`], so an object's records of a window `since..=until` are among its
-//!   entries from `since - BLOCK_SPAN` to `until`. Under load a pod's status change and the
-//!   Events about it arrive together: one entry per object and block (about half as many
-//!   entries as records in `herald bench ingest`) instead of one per record. An entry with an
-//!   empty value is one record's, in the layout of schema 2 (`(kind, key, observed_at, id)`);
-//!   queries and prune read both.
+//! - the **object index** holds entries `(kind, key, first observed_at, last id)` whose value
+//!   lists the `(observed_at, id)` of records about that object (for Events, the involved
+//!   object) within [`ENTRY_SPAN_NANOS`] of the first, in any blocks. They are written after
+//!   the records, for everything appended since they were last written, one per object
+//!   (`object_index.rs`); queries read the pending references too. An object's records of a
+//!   window `since..=until` are among its entries from `since - ENTRY_SPAN` to `until`.
+//!   Entries written by schema 2 to 4 read the same way: one entry per object and block
+//!   (schema 3 and 4), or an empty value for one record, `(kind, key, observed_at, id)`
+//!   (schema 2). Queries and prune read all three.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
+use std::sync::{MutexGuard, PoisonError};
 
 use herald_core::{ObjectKind, Record, RecordId, Timestamp};
 
 use crate::block::{self, Entry};
 use crate::codec::{decode, encode_into};
-use crate::keys::{self, ObjectRecordKey, TS_LEN, U64_LEN};
+use crate::keys::{self, ObjectRecordKey, TS_LEN};
+use crate::object_index::{self, ENTRY_SPAN_NANOS, Pending, REF_LEN, decode_refs};
 use crate::{Store, StoreError, TimeQuery, tree};
 
 /// The most `observed_at` time one block may span (between its earliest and latest record).
@@ -41,9 +43,6 @@ const BLOCK_MAX_RECORDS: usize = 1024;
 const BLOCK_MAX_BYTES: usize = 1 << 20;
 /// Blocks looked at per step of [`Store::prune_records`] (each is pruned in its own batch).
 const PRUNE_BLOCKS: usize = 256;
-
-/// Bytes of one `(observed_at, id)` in an object index value.
-pub(crate) const REF_LEN: usize = TS_LEN + U64_LEN;
 
 /// Direction of an index scan.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,14 +61,15 @@ fn shift(t: Timestamp, nanos: i128) -> Timestamp {
 }
 
 /// A parsed block: its value and where each record lies in it.
-struct Block {
+pub(crate) struct Block {
     bytes: sled::IVec,
-    entries: Vec<Entry>,
+    /// Where each record lies, in id order.
+    pub(crate) entries: Vec<Entry>,
 }
 
 impl Block {
     /// Parses a block read from the tree.
-    fn parse(stored: sled::IVec) -> Result<Block, StoreError> {
+    pub(crate) fn parse(stored: sled::IVec) -> Result<Block, StoreError> {
         let corrupt = || StoreError::CorruptValue {
             tree: tree::RECORDS,
         };
@@ -87,7 +87,7 @@ impl Block {
     }
 
     /// Decodes the `i`th record.
-    fn decode(&self, i: usize) -> Result<Record, StoreError> {
+    pub(crate) fn decode(&self, i: usize) -> Result<Record, StoreError> {
         let e = &self.entries[i];
         decode(tree::RECORDS, &self.bytes[e.value.clone()])
     }
@@ -107,61 +107,6 @@ struct Row {
     at: Timestamp,
     value: std::ops::Range<usize>,
     object: Vec<u8>,
-}
-
-/// Where an indexed record is: in the block keyed by this id, or (a schema 2 entry) in the
-/// block holding the record's id.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Place {
-    Block(u64),
-    Holding,
-}
-
-/// Encodes the `(observed_at, id)` of an object index value.
-fn encode_refs(refs: &[(Timestamp, u64)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(refs.len() * REF_LEN);
-    for (at, id) in refs {
-        out.extend_from_slice(&keys::ts(*at));
-        out.extend_from_slice(&id.to_be_bytes());
-    }
-    out
-}
-
-/// Decodes an object index value written by [`encode_refs`].
-fn decode_refs(v: &[u8]) -> Option<Vec<(Timestamp, u64)>> {
-    if !v.len().is_multiple_of(REF_LEN) {
-        return None;
-    }
-    v.chunks_exact(REF_LEN)
-        .map(|c| {
-            Some((
-                keys::decode_ts(&c[..TS_LEN])?,
-                keys::decode_u64(&c[TS_LEN..])?,
-            ))
-        })
-        .collect()
-}
-
-/// The object index entries of one block: for each object, its entry key and value.
-fn object_entries<'a>(
-    rows: impl Iterator<Item = (&'a [u8], Timestamp, u64)>,
-    last_id: u64,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut by_object: BTreeMap<&[u8], Vec<(Timestamp, u64)>> = BTreeMap::new();
-    for (object, at, id) in rows {
-        by_object.entry(object).or_default().push((at, id));
-    }
-    by_object
-        .into_iter()
-        .filter_map(|(object, mut refs)| {
-            refs.sort_unstable();
-            let first = refs.first()?.0;
-            let mut key = object.to_vec();
-            key.extend_from_slice(&keys::ts(first));
-            key.extend_from_slice(&keys::u64_key(last_id));
-            Some((key, encode_refs(&refs)))
-        })
-        .collect()
 }
 
 impl Store {
@@ -194,9 +139,28 @@ impl Store {
         result
     }
 
+    /// The object index references not written yet.
+    pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding it leaves at worst references that were already written
+        // (written again, under the same keys) or not yet added (read again at the next start).
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the pending object index entries now (closing the store does it too); returns
+    /// how many entries were written.
+    pub fn write_object_index(&self) -> Result<usize, StoreError> {
+        self.pending().write(&self.inner.records)
+    }
+
     /// Assigns ids, encodes and writes; the caller restores the ids on error.
     fn write_records(&self, records: &mut [Record]) -> Result<(), StoreError> {
         let i = &self.inner;
+        // Held throughout, so ids enter the pending set in order and the watermark written
+        // with it covers every lower id.
+        let mut pending = self.pending();
         let mut rows = Vec::with_capacity(records.len());
         // Every record's encoding goes into one buffer (an allocation per group, not per
         // record); the blocks copy their slices of it.
@@ -213,27 +177,33 @@ impl Store {
                 object: keys::record_object_prefix(r.object.kind.as_str(), &r.object.key()),
             });
         }
+        let lo = rows.iter().map(|r| r.at).min();
+        let hi = rows.iter().map(|r| r.at).max();
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && pending.full_before(rows.len(), (lo, hi))
+        {
+            // Before the records, so that an error leaves nothing written.
+            pending.write(&i.records)?;
+        }
         let mut batch = sled::Batch::default();
         let mut blocks = 0usize;
-        let mut objects = 0usize;
         let mut start = 0;
         while start < rows.len() {
             let end = block_end(&rows[start..]) + start;
-            let block = &rows[start..end];
-            put_block(&mut batch, block, &values);
-            let last_id = block.last().map_or(0, |r| r.id);
-            for (k, v) in object_entries(
-                block.iter().map(|r| (r.object.as_slice(), r.at, r.id)),
-                last_id,
-            ) {
-                batch.insert(k, v);
-                objects += 1;
-            }
+            put_block(&mut batch, &rows[start..end], &values);
             blocks += 1;
             start = end;
         }
         i.records.apply_batch(batch)?;
-        tracing::trace!(records = rows.len(), blocks, objects, "records appended");
+        for r in &rows {
+            pending.add(&r.object, r.at, r.id);
+        }
+        tracing::trace!(
+            records = rows.len(),
+            blocks,
+            pending = pending.len(),
+            "records appended"
+        );
         Ok(())
     }
 
@@ -412,21 +382,29 @@ impl Store {
         };
         let inside =
             |at: Timestamp| q.since.is_none_or(|s| at >= s) && q.until.is_none_or(|u| at <= u);
-        // An entry's records lie within BLOCK_SPAN after its first one.
-        let since = q.since.map(|s| shift(s, -BLOCK_SPAN_NANOS));
+        // (observed_at, id) of every record of the window seen so far, the pending ones first.
+        let mut hits: Vec<(Timestamp, u64)> = self
+            .pending()
+            .refs_of(prefix)
+            .iter()
+            .copied()
+            .filter(|(at, _)| inside(*at))
+            .collect();
+        // An entry's records lie within ENTRY_SPAN after its first one.
+        let since = q.since.map(|s| shift(s, -ENTRY_SPAN_NANOS));
         let (lo, hi) = keys::time_range(prefix, since, q.until);
         let range = self.inner.records.range((lo, hi));
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match order {
             Order::Oldest => Box::new(range),
             Order::Newest => Box::new(range.rev()),
         };
-        // (observed_at, id, where) of every record of the window seen so far.
-        let mut hits: Vec<(Timestamp, u64, Place)> = Vec::new();
-        let keep = |hits: &mut Vec<(Timestamp, u64, Place)>, limit: usize| {
+        let keep = |hits: &mut Vec<(Timestamp, u64)>, limit: usize| {
             match order {
                 Order::Oldest => hits.sort_unstable(),
                 Order::Newest => hits.sort_unstable_by(|a, b| b.cmp(a)),
             }
+            // A reference written while this scan ran is both pending and in an entry.
+            hits.dedup();
             hits.truncate(limit);
         };
         for entry in iter {
@@ -445,7 +423,7 @@ impl Store {
                     // This and every later entry starts after the newest hit kept.
                     Order::Oldest => first > h.0,
                     // This and every earlier entry ends before the oldest hit kept.
-                    Order::Newest => shift(first, BLOCK_SPAN_NANOS) < h.0,
+                    Order::Newest => shift(first, ENTRY_SPAN_NANOS) < h.0,
                 });
                 if done {
                     break;
@@ -453,45 +431,28 @@ impl Store {
             }
             if v.is_empty() {
                 if inside(first) {
-                    hits.push((first, id, Place::Holding));
+                    hits.push((first, id));
                 }
                 continue;
             }
             let refs = decode_refs(&v).ok_or(StoreError::CorruptValue {
                 tree: tree::RECORDS,
             })?;
-            hits.extend(
-                refs.into_iter()
-                    .filter(|(at, _)| inside(*at))
-                    .map(|(at, rid)| (at, rid, Place::Block(id))),
-            );
+            hits.extend(refs.into_iter().filter(|(at, _)| inside(*at)));
         }
         keep(&mut hits, q.limit.unwrap_or(usize::MAX));
         // Records of one object are often in the same block: keep the last one parsed.
         let mut out = Vec::with_capacity(hits.len());
-        let mut last: Option<(Place, Block)> = None;
-        for (_, id, place) in hits {
-            let cached = match (&last, place) {
-                (Some((Place::Block(b), _)), Place::Block(p)) => *b == p,
-                (Some((Place::Holding, b)), Place::Holding) => {
-                    b.entries.first().is_some_and(|e| e.id <= id)
-                        && b.entries.last().is_some_and(|e| e.id >= id)
-                }
-                _ => false,
-            };
+        let mut last: Option<Block> = None;
+        for (_, id) in hits {
+            let cached = last.as_ref().is_some_and(|b| {
+                b.entries.first().is_some_and(|e| e.id <= id)
+                    && b.entries.last().is_some_and(|e| e.id >= id)
+            });
             if !cached {
-                let block = match place {
-                    Place::Block(b) => self.block(b)?,
-                    Place::Holding => self.block_holding(id)?,
-                };
-                last = block.map(|b| (place, b));
+                last = self.block_holding(id)?;
             }
-            match last
-                .as_ref()
-                .map(|(_, b)| b.record(id))
-                .transpose()?
-                .flatten()
-            {
+            match last.as_ref().map(|b| b.record(id)).transpose()?.flatten() {
                 Some(r) => out.push(r),
                 // Only possible while prune removes this record concurrently.
                 None => tracing::debug!(record_id = id, "index entry without record; skipped"),
@@ -583,41 +544,47 @@ impl Store {
                     }
                 })
                 .collect();
-            let refs = |set: &[usize]| {
-                set.iter()
-                    .filter_map(|&j| {
-                        let e = &b.entries[j];
-                        objects[j].as_ref().map(|(o, _)| (o.as_slice(), e.at, e.id))
-                    })
-                    .collect::<Vec<_>>()
-            };
-            // Schema 2 entries (one per record), then this block's entries of every object
-            // with an old record, rewritten for the records kept.
+            // Schema 2 entries (one per record), then the entries holding an old record of
+            // each object, rewritten without the old records.
+            let mut touched: BTreeMap<&[u8], (Timestamp, Timestamp)> = BTreeMap::new();
             for &j in &old {
-                if let Some((_, legacy)) = &objects[j] {
+                if let Some((object, legacy)) = &objects[j] {
                     batch.remove(legacy.encode());
+                    let at = b.entries[j].at;
+                    touched
+                        .entry(object.as_slice())
+                        .and_modify(|(lo, hi)| (*lo, *hi) = ((*lo).min(at), (*hi).max(at)))
+                        .or_insert((at, at));
                 }
             }
-            let touched: std::collections::BTreeSet<&[u8]> = old
-                .iter()
-                .filter_map(|&j| objects[j].as_ref().map(|(o, _)| o.as_slice()))
-                .collect();
-            let all: Vec<usize> = (0..b.entries.len()).collect();
-            for (k, _) in object_entries(
-                refs(&all)
-                    .into_iter()
-                    .filter(|(o, _, _)| touched.contains(o)),
-                last_id,
-            ) {
-                batch.remove(k);
-            }
-            for (k, v) in object_entries(
-                refs(&keep)
-                    .into_iter()
-                    .filter(|(o, _, _)| touched.contains(o)),
-                last_id,
-            ) {
-                batch.insert(k, v);
+            let old_ids: HashSet<u64> = old.iter().map(|&j| b.entries[j].id).collect();
+            // Held until the batch is applied, so no entry is written with old references
+            // in between.
+            let mut pending = self.pending();
+            for (object, (lo, hi)) in touched {
+                let (from, to) =
+                    keys::time_range(object, Some(shift(lo, -ENTRY_SPAN_NANOS)), Some(hi));
+                for kv in records.range((from, to)) {
+                    let (k, v) = kv?;
+                    if v.is_empty() {
+                        continue;
+                    }
+                    let refs = decode_refs(&v).ok_or(StoreError::CorruptValue {
+                        tree: tree::RECORDS,
+                    })?;
+                    let kept: Vec<(Timestamp, u64)> = refs
+                        .iter()
+                        .copied()
+                        .filter(|(_, id)| !old_ids.contains(id))
+                        .collect();
+                    if kept.len() == refs.len() {
+                        continue;
+                    }
+                    batch.remove(k);
+                    for (k, v) in object_index::entries_of(object, &kept) {
+                        batch.insert(k, v);
+                    }
+                }
             }
             if keep.is_empty() {
                 batch.remove(&block_key[..]);
@@ -635,20 +602,24 @@ impl Store {
                 batch.insert(&block_key[..], block::seal(&kept));
             }
             records.apply_batch(batch)?;
+            pending.remove_ids(&old_ids);
+            drop(pending);
             removed += old.len() as u64;
         }
         Ok(removed)
     }
 
-    /// Stored records (the references of the object index): O(records).
+    /// Stored records (the references of the object index, written and pending): O(records).
     pub(crate) fn count_records(&self) -> usize {
-        self.inner
+        let written: usize = self
+            .inner
             .records
             .scan_prefix([keys::REC_OBJECT])
             .values()
             .filter_map(Result::ok)
             .map(|v| (v.len() / REF_LEN).max(1))
-            .sum()
+            .sum();
+        written + self.pending().len()
     }
 }
 
@@ -715,7 +686,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn one_object_entry_per_object_and_block() {
+    fn one_object_entry_per_object_when_written() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut rs: Vec<Record> = [(0, 5), (1, 6), (0, 7), (0, 4), (2, 6), (1, 9)]
@@ -723,16 +694,196 @@ pub(crate) mod tests {
             .map(|&(p, s)| record(p, s))
             .collect();
         store.append_records(&mut rs).unwrap();
-        assert_eq!(object_entries_count(&store), 3, "pods 0, 1 and 2");
-        let got = store
-            .records_for_object(&ObjectKind::Pod, "ns/pod-0", &TimeQuery::all())
-            .unwrap();
-        let secs: Vec<i64> = got
-            .iter()
-            .map(|r| r.observed_at.as_second() - 1_700_000_000)
-            .collect();
-        assert_eq!(secs, [4, 5, 7], "oldest first");
+        let pod0 = |store: &Store| -> Vec<i64> {
+            store
+                .records_for_object(&ObjectKind::Pod, "ns/pod-0", &TimeQuery::all())
+                .unwrap()
+                .iter()
+                .map(|r| r.observed_at.as_second() - 1_700_000_000)
+                .collect()
+        };
+        assert_eq!(object_entries_count(&store), 0, "pending");
+        assert_eq!(pod0(&store), [4, 5, 7], "pending, oldest first");
         assert_eq!(store.count_records(), 6);
+        assert_eq!(store.write_object_index().unwrap(), 3);
+        assert_eq!(object_entries_count(&store), 3, "pods 0, 1 and 2");
+        assert_eq!(store.pending().len(), 0);
+        assert_eq!(pod0(&store), [4, 5, 7], "written");
+        assert_eq!(store.count_records(), 6);
+    }
+
+    /// The object queries of both pods, for a few windows and limits.
+    fn object_answers(store: &Store) -> Vec<(Vec<Record>, Vec<Record>)> {
+        let queries = [
+            TimeQuery::all(),
+            TimeQuery::all().with_limit(1),
+            TimeQuery::all().with_limit(2),
+            TimeQuery::between(
+                Some(Timestamp::from_second(1_700_000_002).unwrap()),
+                Some(Timestamp::from_second(1_700_000_010).unwrap()),
+            ),
+        ];
+        let mut out = Vec::new();
+        for q in &queries {
+            for pod in [0, 1] {
+                let key = format!("ns/pod-{pod}");
+                out.push((
+                    store.records_for_object(&ObjectKind::Pod, &key, q).unwrap(),
+                    store
+                        .latest_records_for_object(&ObjectKind::Pod, &key, q)
+                        .unwrap(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Records appended in several groups get one entry per object when written, spanning the
+    /// blocks; the queries answer the same from pending references, from written entries, and
+    /// from both at once.
+    #[test]
+    fn pending_and_written_references_answer_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let all = two_groups(&store);
+        let pending = object_answers(&store);
+        assert_eq!(
+            pending[0].0,
+            vec![all[0].clone(), all[2].clone(), all[3].clone()]
+        );
+        assert_eq!(pending[2].1, vec![all[3].clone()], "pod 0's newest");
+        assert_eq!(store.write_object_index().unwrap(), 2, "one per pod");
+        assert_eq!(object_answers(&store), pending);
+        let mut more = vec![record(0, 12)];
+        store.append_records(&mut more).unwrap();
+        let both = object_answers(&store);
+        assert_eq!(both[0].0.last(), Some(&more[0]));
+        assert_eq!(both[0].0.len(), 4);
+        // A reference both written and still pending (a query racing a write) counts once.
+        let refs = store
+            .pending()
+            .refs_of(&keys::record_object_prefix("Pod", "ns/pod-0"))
+            .to_vec();
+        store.write_object_index().unwrap();
+        for (at, id) in refs {
+            store
+                .pending()
+                .add(&keys::record_object_prefix("Pod", "ns/pod-0"), at, id);
+        }
+        assert_eq!(object_answers(&store), both);
+    }
+
+    /// A store closed without writing its pending references (killed) reads them again from
+    /// the blocks after the indexed watermark when opened.
+    #[test]
+    fn pending_references_are_recovered_after_an_unclean_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (all, answers) = {
+            let store = Store::open(dir.path()).unwrap();
+            let mut first = vec![record(0, 1), record(1, 2)];
+            store.append_records(&mut first).unwrap();
+            store.write_object_index().unwrap();
+            let mut rest: Vec<Record> = [(0, 3), (0, 10), (1, 11)]
+                .iter()
+                .map(|&(p, s)| record(p, s))
+                .collect();
+            store.append_records(&mut rest).unwrap();
+            let answers = object_answers(&store);
+            // What a kill loses: the pending set.
+            *store.pending() = Pending::default();
+            ([first, rest].concat(), answers)
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.pending().len(), 3, "the records after the watermark");
+        assert_eq!(object_answers(&store), answers);
+        assert_eq!(store.count_records(), all.len());
+        let mut next = vec![record(1, 12)];
+        store.append_records(&mut next).unwrap();
+        assert!(next[0].id > all[4].id);
+        drop(store);
+        // Closed cleanly: nothing left to read again.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.pending().len(), 0);
+        assert_eq!(store.count_records(), all.len() + 1);
+    }
+
+    /// Prune rewrites an entry spanning several blocks without the pruned records, and drops
+    /// pending references of pruned records.
+    #[test]
+    fn prune_rewrites_entries_and_pending_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let all = two_groups(&store);
+        store.write_object_index().unwrap();
+        let mut later = vec![record(0, 20), record(1, 21)];
+        store.append_records(&mut later).unwrap();
+        let cutoff = Timestamp::from_second(1_700_000_003).unwrap();
+        assert_eq!(store.prune_records(cutoff).unwrap(), 2);
+        let pod = |p: u8| {
+            store
+                .records_for_object(&ObjectKind::Pod, &format!("ns/pod-{p}"), &TimeQuery::all())
+                .unwrap()
+        };
+        assert_eq!(
+            pod(0),
+            vec![all[2].clone(), all[3].clone(), later[0].clone()]
+        );
+        assert_eq!(pod(1), vec![all[4].clone(), later[1].clone()]);
+        assert_eq!(store.count_records(), 5);
+        // Everything but the pending two goes: the entries are removed, the pending kept.
+        let cutoff = Timestamp::from_second(1_700_000_015).unwrap();
+        assert_eq!(store.prune_records(cutoff).unwrap(), 3);
+        assert_eq!(object_entries_count(&store), 0);
+        assert_eq!(pod(0), vec![later[0].clone()]);
+        assert_eq!(store.count_records(), 2);
+        let cutoff = Timestamp::from_second(1_700_000_030).unwrap();
+        assert_eq!(store.prune_records(cutoff).unwrap(), 2);
+        assert_eq!(store.pending().len(), 0);
+        assert_eq!(store.write_object_index().unwrap(), 0);
+        assert!(pod(0).is_empty());
+    }
+
+    /// Replaces the object index of `store` by what schemas 3 and 4 wrote (one entry per object
+    /// and block, with the block's last id) or, for the blocks `schema_2`, one empty-valued
+    /// entry per record; pending references are dropped, all blocks counted as indexed.
+    fn legacy_index(store: &Store, schema_2: &[u64]) {
+        *store.pending() = Pending::default();
+        let records = &store.inner.records;
+        let mut batch = sled::Batch::default();
+        for kv in records.scan_prefix([keys::REC_OBJECT]) {
+            batch.remove(kv.unwrap().0);
+        }
+        for kv in records.scan_prefix([keys::REC_BLOCK]) {
+            let (k, v) = kv.unwrap();
+            let last_id = keys::decode_block_key(&k).unwrap();
+            let b = Block::parse(v).unwrap();
+            let mut by_object: BTreeMap<Vec<u8>, Vec<(Timestamp, u64)>> = BTreeMap::new();
+            for j in 0..b.entries.len() {
+                let r = b.decode(j).unwrap();
+                let legacy = ObjectRecordKey {
+                    kind: r.object.kind.as_str().to_string(),
+                    key: r.object.key(),
+                    at: r.observed_at,
+                    id: r.id.0,
+                };
+                if schema_2.contains(&last_id) {
+                    batch.insert(legacy.encode(), &[][..]);
+                } else {
+                    by_object
+                        .entry(keys::record_object_prefix(&legacy.kind, &legacy.key))
+                        .or_default()
+                        .push((r.observed_at, r.id.0));
+                }
+            }
+            for (object, mut refs) in by_object {
+                refs.sort_unstable();
+                let mut key = object.clone();
+                key.extend_from_slice(&keys::ts(refs[0].0));
+                key.extend_from_slice(&keys::u64_key(last_id));
+                batch.insert(key, object_index::encode_refs(&refs));
+            }
+        }
+        records.apply_batch(batch).unwrap();
     }
 
     /// Rewrites every record block of `store` uncompressed, as schemas 2 and 3 wrote them;
@@ -800,66 +951,40 @@ pub(crate) mod tests {
         assert_eq!(first[0], block::SEALED_LAYOUT);
     }
 
-    /// A store whose object index is (partly) in the layout of schema 2, one entry per record
-    /// with an empty value, answers the same and prunes it.
+    /// A store whose object index is in the layouts of schemas 2 (one entry per record, with
+    /// an empty value) and 4 (one entry per object and block) answers the same, takes new
+    /// records, and prunes all of them.
     #[test]
-    fn schema_2_object_entries_are_read_and_pruned() {
+    fn older_object_entries_are_read_and_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let all = two_groups(&store);
-        let want = |store: &Store, pod: u8, q: &TimeQuery| {
-            let key = format!("ns/pod-{pod}");
-            (
-                store.records_for_object(&ObjectKind::Pod, &key, q).unwrap(),
-                store
-                    .latest_records_for_object(&ObjectKind::Pod, &key, q)
-                    .unwrap(),
-            )
-        };
-        let queries = [
-            TimeQuery::all(),
-            TimeQuery::all().with_limit(1),
-            TimeQuery::between(
-                Some(Timestamp::from_second(1_700_000_002).unwrap()),
-                Some(Timestamp::from_second(1_700_000_010).unwrap()),
-            ),
-        ];
-        let before: Vec<_> = queries
-            .iter()
-            .flat_map(|q| [want(&store, 0, q), want(&store, 1, q)])
-            .collect();
-        // Rewrite the first block's entries as schema 2 wrote them.
+        let before = object_answers(&store);
         let first_block = all[2].id.0;
-        let mut batch = sled::Batch::default();
-        for kv in store.inner.records.scan_prefix([keys::REC_OBJECT]) {
-            let (k, _) = kv.unwrap();
-            if keys::decode_u64(&k[k.len() - U64_LEN..]) == Some(first_block) {
-                batch.remove(k);
-            }
-        }
-        for r in &all[..3] {
-            let legacy = ObjectRecordKey {
-                kind: r.object.kind.as_str().to_string(),
-                key: r.object.key(),
-                at: r.observed_at,
-                id: r.id.0,
-            };
-            batch.insert(legacy.encode(), &[][..]);
-        }
-        store.inner.records.apply_batch(batch).unwrap();
+        legacy_index(&store, &[first_block]);
         assert_eq!(object_entries_count(&store), 3 + 2);
-        let after: Vec<_> = queries
-            .iter()
-            .flat_map(|q| [want(&store, 0, q), want(&store, 1, q)])
-            .collect();
-        assert_eq!(before, after);
+        assert_eq!(object_answers(&store), before);
         assert_eq!(store.count_records(), 5);
+        let mut more = vec![record(0, 12)];
+        store.append_records(&mut more).unwrap();
+        store.write_object_index().unwrap();
+        assert_eq!(store.count_records(), 6);
 
         // Pruning before second 3 removes two legacy entries and keeps the third.
         let cutoff = Timestamp::from_second(1_700_000_003).unwrap();
         assert_eq!(store.prune_records(cutoff).unwrap(), 2);
-        assert_eq!(store.count_records(), 3);
-        let (oldest, _) = want(&store, 0, &TimeQuery::all());
-        assert_eq!(oldest, vec![all[2].clone(), all[3].clone()]);
+        assert_eq!(store.count_records(), 4);
+        let oldest = store
+            .records_for_object(&ObjectKind::Pod, "ns/pod-0", &TimeQuery::all())
+            .unwrap();
+        assert_eq!(
+            oldest,
+            vec![all[2].clone(), all[3].clone(), more[0].clone()]
+        );
+        // Then the schema-4 entries of the second block.
+        let cutoff = Timestamp::from_second(1_700_000_012).unwrap();
+        assert_eq!(store.prune_records(cutoff).unwrap(), 3);
+        assert_eq!(object_entries_count(&store), 1, "the new record's");
+        assert_eq!(store.count_records(), 1);
     }
 }
