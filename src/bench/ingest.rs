@@ -108,6 +108,9 @@ struct Report {
     /// flusher thread taking the pinned CPU).
     breakdown_seconds: Breakdown,
     store_bytes: u64,
+    /// Object index entries written by the final write of what was pending (of the median
+    /// round).
+    index_entries_at_end: u64,
     /// sled's page cache limit of the pipeline's store.
     cache_capacity_bytes: u64,
     /// Of the pipeline's median round: how far the process's resident set grew above what it was
@@ -222,6 +225,7 @@ pub fn run(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
             final_flush: counts.flush_secs,
         },
         store_bytes: counts.store_bytes,
+        index_entries_at_end: counts.index_entries,
         cache_capacity_bytes: options.cache_capacity_bytes,
         store_peak_rss_growth_bytes: counts.rss_growth,
         pinned_cpu: cpu,
@@ -349,6 +353,8 @@ struct Counts {
     states: u64,
     checkpoints: u64,
     store_bytes: u64,
+    /// Object index entries written at the end.
+    index_entries: u64,
     /// Seconds in decode + transition detection.
     decode_secs: f64,
     /// Seconds appending records.
@@ -428,7 +434,7 @@ fn pipeline_in(
     // The object index entries still pending are written within the timed pass, as closing
     // the store would.
     let t = Instant::now();
-    store.write_object_index()?;
+    c.index_entries = store.write_object_index()? as u64;
     store.flush_sync()?;
     c.flush_secs = t.elapsed().as_secs_f64();
     let secs = started.elapsed().as_secs_f64();
@@ -523,10 +529,11 @@ fn print_text(r: &Report) {
     println!("{table}");
     println!();
     println!(
-        "pipeline: {} records, {} states and {} checkpoints written, store {}",
+        "pipeline: {} records, {} states and {} checkpoints written, {} object index entries at the end, store {}",
         r.records,
         r.states_written,
         r.checkpoints_written,
+        r.index_entries_at_end,
         mb(r.store_bytes)
     );
     println!(
