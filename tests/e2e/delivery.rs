@@ -170,6 +170,37 @@ async fn kill_9_mid_send_then_restart_delivers_each_pending_once_and_resends_not
     let _ = svc.child.wait();
     let answered_before = rx.answered();
 
+    // The records are all there: the kill left their object index entries pending, and
+    // opening the store reads the blocks after its watermark again.
+    let out = herald(
+        &data,
+        &[
+            "-v",
+            "history",
+            "pod",
+            &format!("{OOM_NS}/{OOM_POD}"),
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("object index of records appended before an unclean stop read again"),
+        "{stderr}"
+    );
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ooms = history["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["body"]["change"]["reason"] == "OOMKilled")
+        .count();
+    assert_eq!(
+        ooms, 1,
+        "the OOM kill in the history after kill -9: {history:#}"
+    );
+
     // What the store knew at the kill: every notification exists; the answered ones that it
     // recorded are settled, the rest pending.
     let pending: Value = json_out(&data, &["deliveries", "--pending", "-o", "json"]);
