@@ -42,8 +42,9 @@ pub(crate) const ENTRY_SPAN_NANOS: i128 = 10 * 60 * 1_000_000_000;
 /// gets several entries rather than one huge value rewritten on every leaf change.
 pub(crate) const MAX_ENTRY_REFS: usize = 4096;
 
-/// Pending references that make the pending set be written (about 8 MiB of memory with
-/// [`MAX_PENDING_OBJECTS`], and what a store opened after a crash re-reads at most).
+/// Pending references that make the pending set be written (6 MiB of references; with
+/// [`MAX_PENDING_OBJECTS`] keys, up to about 14 MiB in all; and what a store opened after a
+/// crash reads again at most, besides the group that went past it).
 pub(crate) const MAX_PENDING_REFS: usize = 1 << 18;
 
 /// Pending objects that make the pending set be written.

@@ -1,9 +1,9 @@
-//! Records: appending them (id assignment, blocks and their indexes, atomically) and the history
-//! queries over them.
+//! Records: appending them (id assignment, blocks and their time index, atomically), the history
+//! queries over them, and prune.
 //!
 //! Everything about records lives in one tree, `records`, so that one `apply_batch` (atomic
 //! within a tree, and much cheaper than a multi-tree transaction) writes a group of records with
-//! all its index entries:
+//! its time index entries, and another a write of the object index with its watermark:
 //!
 //! - the records appended together are one **block** (`block.rs`), keyed by its highest id;
 //! - each block has one entry in a sparse **time index**, keyed by the block's latest
