@@ -1,6 +1,7 @@
 //! The record queries against a model: records with arbitrary (unordered) observation times,
 //! appended in groups of arbitrary sizes, give the same answers as sorting a `Vec`; so does
-//! retention.
+//! retention. Between groups the object index may be written, or the store closed and opened
+//! again, so queries read pending references, written entries and both.
 
 #![allow(clippy::unwrap_used)]
 
@@ -32,11 +33,59 @@ fn record(pod: u8, secs: i64) -> Record {
     }
 }
 
-/// Groups of (pod, seconds): mostly close together, sometimes far apart (more than a block may
-/// span), sometimes out of order.
-fn any_groups() -> impl Strategy<Value = Vec<Vec<(u8, i64)>>> {
+/// What happens after a group is appended.
+#[derive(Debug, Clone, Copy)]
+enum After {
+    Nothing,
+    WriteObjectIndex,
+    Reopen,
+}
+
+/// Groups of (pod, seconds): mostly close together, sometimes far apart (more than a block or
+/// an object index entry may span), sometimes out of order; each with what follows it.
+fn any_groups() -> impl Strategy<Value = Vec<(Vec<(u8, i64)>, After)>> {
     let time = prop_oneof![4 => 0i64..200, 1 => 0i64..2000];
-    proptest::collection::vec(proptest::collection::vec((0u8..4, time), 1..12), 1..10)
+    let after = prop_oneof![
+        6 => Just(After::Nothing),
+        1 => Just(After::WriteObjectIndex),
+        1 => Just(After::Reopen),
+    ];
+    proptest::collection::vec(
+        (proptest::collection::vec((0u8..4, time), 1..12), after),
+        1..10,
+    )
+}
+
+/// Every query of the model against the store.
+fn check(store: &Store, model: &[Record], queries: &[TimeQuery]) -> Result<(), TestCaseError> {
+    for r in model {
+        let got = store.record(r.id).unwrap();
+        prop_assert_eq!(got.as_ref(), Some(r));
+    }
+    for q in queries {
+        let want: Vec<Record> = model.iter().filter(|r| inside(q, r)).cloned().collect();
+        prop_assert_eq!(store.records_between(q).unwrap(), oldest(want, q));
+        for pod in 0u8..4 {
+            let key = format!("ns/pod-{pod}");
+            let want: Vec<Record> = model
+                .iter()
+                .filter(|r| inside(q, r) && r.object.name == format!("pod-{pod}"))
+                .cloned()
+                .collect();
+            prop_assert_eq!(
+                store.records_for_object(&ObjectKind::Pod, &key, q).unwrap(),
+                oldest(want.clone(), q)
+            );
+            prop_assert_eq!(
+                store
+                    .latest_records_for_object(&ObjectKind::Pod, &key, q)
+                    .unwrap(),
+                newest(want, q)
+            );
+        }
+    }
+    prop_assert_eq!(store.stats().unwrap().records, model.len());
+    Ok(())
 }
 
 fn any_query() -> impl Strategy<Value = TimeQuery> {
@@ -85,45 +134,26 @@ proptest! {
                                        queries in proptest::collection::vec(any_query(), 6),
                                        cutoff in 0i64..2000) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
         let mut model: Vec<Record> = Vec::new();
-        for g in &groups {
+        for (g, after) in &groups {
             let mut rs: Vec<Record> = g.iter().map(|&(p, s)| record(p, s)).collect();
             store.append_records(&mut rs).unwrap();
             model.extend(rs);
+            match after {
+                After::Nothing => {}
+                After::WriteObjectIndex => {
+                    store.write_object_index().unwrap();
+                }
+                After::Reopen => {
+                    drop(store);
+                    store = Store::open(dir.path()).unwrap();
+                }
+            }
         }
         let ids: Vec<u64> = model.iter().map(|r| r.id.0).collect();
         prop_assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in append order");
-
-        let check = |model: &[Record]| -> Result<(), TestCaseError> {
-            for r in model {
-                let got = store.record(r.id).unwrap();
-                prop_assert_eq!(got.as_ref(), Some(r));
-            }
-            for q in &queries {
-                let want: Vec<Record> = model.iter().filter(|r| inside(q, r)).cloned().collect();
-                prop_assert_eq!(store.records_between(q).unwrap(), oldest(want, q));
-                for pod in 0u8..4 {
-                    let key = format!("ns/pod-{pod}");
-                    let want: Vec<Record> = model
-                        .iter()
-                        .filter(|r| inside(q, r) && r.object.name == format!("pod-{pod}"))
-                        .cloned()
-                        .collect();
-                    prop_assert_eq!(
-                        store.records_for_object(&ObjectKind::Pod, &key, q).unwrap(),
-                        oldest(want.clone(), q)
-                    );
-                    prop_assert_eq!(
-                        store.latest_records_for_object(&ObjectKind::Pod, &key, q).unwrap(),
-                        newest(want, q)
-                    );
-                }
-            }
-            prop_assert_eq!(store.stats().unwrap().records, model.len());
-            Ok(())
-        };
-        check(&model)?;
+        check(&store, &model, &queries)?;
 
         let before = model.len();
         model.retain(|r| r.observed_at >= at(cutoff));
@@ -134,14 +164,17 @@ proptest! {
                 prop_assert_eq!(store.record(RecordId(*id)).unwrap(), None);
             }
         }
-        check(&model)?;
+        check(&store, &model, &queries)?;
         prop_assert_eq!(store.prune(at(cutoff)).unwrap().records, 0);
 
-        // A later append still gets a higher id and is found.
+        // A later append still gets a higher id and is found, also after a reopen.
         let mut late = vec![record(0, 5)];
         store.append_records(&mut late).unwrap();
         prop_assert!(ids.last().is_none_or(|l| late[0].id.0 > *l));
         model.extend(late);
-        check(&model)?;
+        check(&store, &model, &queries)?;
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        check(&store, &model, &queries)?;
     }
 }
