@@ -3,7 +3,62 @@
 //! aggregation of repeats into `count`/`lastTimestamp`, or `events.k8s.io` style
 //! events as the scheduler emits them).
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
+
+/// Most aggregation keys one recorder remembers, as client-go's event cache
+/// (`maxLruCacheEntries`): a repeat of an event whose key was forgotten creates a new Event.
+pub(crate) const MAX_EVENT_KEYS: usize = 4096;
+
+/// The recorders' aggregation caches: per recorder (component and host, such as one node's
+/// kubelet), aggregation key -> (namespace, Event name). Each keeps its [`MAX_EVENT_KEYS`] most
+/// recently used keys (the least recently used go first, a quarter at a time, so trimming
+/// costs O(1) per insert on average), so a simulator churning for days holds a bounded map, as
+/// every real recorder does.
+#[derive(Debug, Default)]
+pub(crate) struct EventKeys {
+    recorders: HashMap<String, RecorderKeys>,
+}
+
+/// One recorder's cache.
+#[derive(Debug, Default)]
+struct RecorderKeys {
+    keys: HashMap<String, (String, String, u64)>,
+    tick: u64,
+}
+
+impl EventKeys {
+    /// The Event `recorder` last recorded under `key`, marked as used.
+    pub(crate) fn get(&mut self, recorder: &str, key: &str) -> Option<(String, String)> {
+        let r = self.recorders.get_mut(recorder)?;
+        r.tick += 1;
+        let tick = r.tick;
+        r.keys.get_mut(key).map(|(ns, name, used)| {
+            *used = tick;
+            (ns.clone(), name.clone())
+        })
+    }
+
+    /// Remembers the Event `recorder` recorded under `key`.
+    pub(crate) fn insert(&mut self, recorder: &str, key: String, ns: String, name: String) {
+        let r = self.recorders.entry(recorder.to_string()).or_default();
+        r.tick += 1;
+        r.keys.insert(key, (ns, name, r.tick));
+        if r.keys.len() > MAX_EVENT_KEYS + MAX_EVENT_KEYS / 4 {
+            let mut used: Vec<u64> = r.keys.values().map(|v| v.2).collect();
+            used.sort_unstable();
+            let cut = used[used.len() - MAX_EVENT_KEYS];
+            r.keys.retain(|_, v| v.2 >= cut);
+        }
+    }
+
+    /// Keys `recorder` remembers.
+    #[cfg(test)]
+    pub(crate) fn len(&self, recorder: &str) -> usize {
+        self.recorders.get(recorder).map_or(0, |r| r.keys.len())
+    }
+}
 
 /// Convert a stored core/v1 Event into its `events.k8s.io/v1` representation.
 pub fn core_to_v1(core: &Value) -> Value {
@@ -234,6 +289,16 @@ impl EventSpec {
         self
     }
 
+    /// The recorder that emits it: its component and host (or instance), such as one node's
+    /// kubelet; each has its own aggregation cache.
+    pub(crate) fn recorder_key(&self) -> String {
+        let host = match &self.style {
+            EventStyle::Recorder { host } => host.as_deref().unwrap_or_default(),
+            EventStyle::EventsApi { instance, .. } => instance.as_str(),
+        };
+        format!("{}/{host}", self.component)
+    }
+
     /// Aggregation key (client-go `getEventKey`).
     pub(crate) fn aggregation_key(&self, uid: &str) -> String {
         let host = match &self.style {
@@ -331,6 +396,45 @@ impl EventSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_keys_keep_the_most_recently_used_per_recorder() {
+        let mut k = EventKeys::default();
+        k.insert("kubelet/node-a", "hot".into(), "ns".into(), "hot.1".into());
+        k.insert("kubelet/node-b", "k0".into(), "ns".into(), "other".into());
+        for i in 0..3 * MAX_EVENT_KEYS {
+            k.insert(
+                "kubelet/node-a",
+                format!("k{i}"),
+                "ns".into(),
+                format!("e{i}"),
+            );
+            // A key repeated all along stays, however many others come and go.
+            assert_eq!(
+                k.get("kubelet/node-a", "hot"),
+                Some(("ns".into(), "hot.1".into()))
+            );
+            assert!(k.len("kubelet/node-a") <= MAX_EVENT_KEYS + MAX_EVENT_KEYS / 4);
+        }
+        assert!(k.len("kubelet/node-a") >= MAX_EVENT_KEYS);
+        assert_eq!(
+            k.get("kubelet/node-a", "k0"),
+            None,
+            "long unused: forgotten"
+        );
+        let last = 3 * MAX_EVENT_KEYS - 1;
+        assert_eq!(
+            k.get("kubelet/node-a", &format!("k{last}")),
+            Some(("ns".into(), format!("e{last}")))
+        );
+        // Another recorder's cache is its own.
+        assert_eq!(k.len("kubelet/node-b"), 1);
+        assert_eq!(
+            k.get("kubelet/node-b", "k0"),
+            Some(("ns".into(), "other".into()))
+        );
+        assert_eq!(k.get("scheduler/", "k0"), None);
+    }
 
     #[test]
     fn round_trip_between_views() {

@@ -86,8 +86,8 @@ pub(crate) struct SimInner {
     pub(crate) store: Arc<Store>,
     pub(crate) stats: stats::StatsRecorder,
     pub(crate) faults: Faults,
-    /// Event aggregation cache: aggregation key -> (namespace, event name).
-    pub(crate) event_keys: Mutex<HashMap<String, (String, String)>>,
+    /// Event aggregation cache: aggregation key -> (namespace, event name), bounded.
+    pub(crate) event_keys: Mutex<events::EventKeys>,
     /// Made-up uids of referenced objects the sim does not store.
     pub(crate) ref_uids: Mutex<HashMap<String, String>>,
     /// Server start time (used as the namespaces' creationTimestamp).
@@ -132,7 +132,7 @@ impl Simulator {
                 store,
                 stats: stats::StatsRecorder::default(),
                 faults: Faults::default(),
-                event_keys: Mutex::new(HashMap::new()),
+                event_keys: Mutex::default(),
                 ref_uids: Mutex::new(HashMap::new()),
                 started: objects::now_rfc3339(),
             }),
@@ -390,13 +390,13 @@ impl Simulator {
             .and_then(Value::as_str)
             .map(str::to_string);
         let key = spec.aggregation_key(&uid);
+        let recorder = spec.recorder_key();
         let existing = self
             .inner
             .event_keys
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
+            .get(&recorder, &key);
         if let Some((ns, name)) = existing {
             let now = objects::now_rfc3339();
             let res = self.inner.store.mutate(
@@ -445,7 +445,7 @@ impl Simulator {
             .event_keys
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (ns.unwrap_or_default(), name));
+            .insert(&recorder, key, ns.unwrap_or_default(), name);
         tracing::debug!(reason = %spec.reason, object = %r.name, type_ = %spec.type_, "event recorded");
         Ok(created)
     }
