@@ -8,7 +8,11 @@ use crate::CoreError;
 
 /// The kind of a referenced object. Pods and Nodes are watched directly; anything else appears
 /// as the involved object of an Event (Deployment, Job, PersistentVolumeClaim, ...).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Serialized as its Kubernetes `kind` string (`"Pod"`, `"ReplicaSet"`). Deserialized from that,
+/// or from `{"Other": "ReplicaSet"}`, the form stored records and incidents of earlier versions
+/// hold.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ObjectKind {
     /// core/v1 Pod.
     Pod,
@@ -35,6 +39,44 @@ impl ObjectKind {
             "Node" => ObjectKind::Node,
             other => ObjectKind::Other(other.to_string()),
         }
+    }
+}
+
+impl Serialize for ObjectKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+        impl<'de> serde::de::Visitor<'de> for KindVisitor {
+            type Value = ObjectKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Kubernetes kind such as \"Pod\" or \"Deployment\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ObjectKind, E> {
+                Ok(ObjectKind::from_kind(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ObjectKind, A::Error> {
+                let Some(variant) = map.next_key::<String>()? else {
+                    return Err(serde::de::Error::invalid_length(0, &self));
+                };
+                if variant != "Other" {
+                    return Err(serde::de::Error::unknown_variant(&variant, &["Other"]));
+                }
+                let kind: String = map.next_value()?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(2, &self));
+                }
+                Ok(ObjectKind::from_kind(&kind))
+            }
+        }
+        d.deserialize_any(KindVisitor)
     }
 }
 
@@ -131,6 +173,34 @@ impl fmt::Display for ObjectRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_are_plain_strings_and_the_old_form_still_reads() {
+        let kinds = [
+            ObjectKind::Pod,
+            ObjectKind::Node,
+            ObjectKind::Other("ReplicaSet".into()),
+        ];
+        for k in &kinds {
+            let json = serde_json::to_string(k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+            assert_eq!(&serde_json::from_str::<ObjectKind>(&json).unwrap(), k);
+        }
+        // What records and incidents stored before hold.
+        let old: ObjectKind = serde_json::from_str(r#"{"Other":"ReplicaSet"}"#).unwrap();
+        assert_eq!(old, kinds[2]);
+        let r: ObjectRef =
+            serde_json::from_str(r#"{"kind":{"Other":"Job"},"namespace":"b","name":"n"}"#).unwrap();
+        assert_eq!(r.kind, ObjectKind::Other("Job".into()));
+        for bad in [
+            r#"{"Deployment":"x"}"#,
+            "{}",
+            "7",
+            r#"{"Other":"Job","x":1}"#,
+        ] {
+            assert!(serde_json::from_str::<ObjectKind>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn keys_round_trip() {
