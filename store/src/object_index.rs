@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use herald_core::Timestamp;
 
 use crate::keys::{self, TS_LEN, U64_LEN};
-use crate::records::Block;
+use crate::records::{Block, object_prefix};
 use crate::{StoreError, tree};
 
 /// Bytes of one `(observed_at, id)` in an object index value.
@@ -67,14 +67,9 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// Adds one record's reference.
-    pub(crate) fn add(&mut self, object: &[u8], at: Timestamp, id: u64) {
-        match self.by_object.get_mut(object) {
-            Some(refs) => refs.push((at, id)),
-            None => {
-                self.by_object.insert(object.to_vec(), vec![(at, id)]);
-            }
-        }
+    /// Adds one record's reference (`object`: its object index prefix).
+    pub(crate) fn add(&mut self, object: Vec<u8>, at: Timestamp, id: u64) {
+        self.by_object.entry(object).or_default().push((at, id));
         self.refs += 1;
         self.span = Some(match self.span {
             Some((lo, hi)) => (lo.min(at), hi.max(at)),
@@ -125,7 +120,7 @@ impl Pending {
         }
         let mut batch = sled::Batch::default();
         let mut entries = 0usize;
-        for (object, refs) in &self.by_object {
+        for (object, refs) in &mut self.by_object {
             for (k, v) in entries_of(object, refs) {
                 batch.insert(k, v);
                 entries += 1;
@@ -172,12 +167,12 @@ pub(crate) fn decode_refs(v: &[u8]) -> Option<Vec<(Timestamp, u64)>> {
         .collect()
 }
 
-/// The object index entries of one object's references (any order): sorted by
-/// `(observed_at, id)` and cut into entries of at most [`MAX_ENTRY_REFS`] references within
+/// The object index entries of one object's references (any order; sorted in place by
+/// `(observed_at, id)`), cut into entries of at most [`MAX_ENTRY_REFS`] references within
 /// [`ENTRY_SPAN_NANOS`] of their first, each keyed `(object, first observed_at, last id)`.
-pub(crate) fn entries_of(object: &[u8], refs: &[(Timestamp, u64)]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut sorted = refs.to_vec();
-    sorted.sort_unstable();
+pub(crate) fn entries_of(object: &[u8], refs: &mut [(Timestamp, u64)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    refs.sort_unstable();
+    let sorted = &*refs;
     let mut out = Vec::new();
     let mut start = 0;
     while start < sorted.len() {
@@ -250,11 +245,7 @@ pub(crate) fn recover(records: &sled::Tree) -> Result<Pending, StoreError> {
         let b = Block::parse(v)?;
         for j in 0..b.entries.len() {
             match b.decode(j) {
-                Ok(r) => pending.add(
-                    &keys::record_object_prefix(r.object.kind.as_str(), &r.object.key()),
-                    r.observed_at,
-                    r.id.0,
-                ),
+                Ok(r) => pending.add(object_prefix(&r.object), r.observed_at, r.id.0),
                 // Left out of the object index (as prune leaves it); still in time queries.
                 Err(e) => tracing::warn!(
                     record_id = b.entries[j].id,
@@ -293,7 +284,7 @@ mod tests {
         let span = i64::try_from(ENTRY_SPAN_NANOS / 1_000_000_000).unwrap();
         // Out of order on purpose: entries sort their references.
         let mut refs = vec![(ts(span + 1), 3), (ts(0), 1), (ts(span), 2)];
-        let e = entries_of(b"o", &refs);
+        let e = entries_of(b"o", &mut refs);
         assert_eq!(e.len(), 2, "the third is past the span of the first");
         assert_eq!(
             decode_refs(&e[0].1).unwrap(),
@@ -303,7 +294,7 @@ mod tests {
         refs = (0..MAX_ENTRY_REFS as u64 + 1)
             .map(|i| (ts(5), i + 1))
             .collect();
-        let e = entries_of(b"o", &refs);
+        let e = entries_of(b"o", &mut refs);
         assert_eq!(e.len(), 2);
         assert_ne!(
             e[0].0, e[1].0,
@@ -315,7 +306,7 @@ mod tests {
     fn pending_is_full_past_its_span() {
         let mut p = Pending::default();
         assert!(!p.full_before(1, (ts(0), ts(0))), "empty is never full");
-        p.add(b"o1", ts(0), 1);
+        p.add(b"o1".to_vec(), ts(0), 1);
         let span = i64::try_from(ENTRY_SPAN_NANOS / 1_000_000_000).unwrap();
         assert!(!p.full_before(1, (ts(span), ts(span))));
         assert!(p.full_before(1, (ts(span + 1), ts(span + 1))));
@@ -325,9 +316,9 @@ mod tests {
     #[test]
     fn removing_ids_keeps_the_counts() {
         let mut p = Pending::default();
-        p.add(b"o1", ts(0), 1);
-        p.add(b"o1", ts(0), 2);
-        p.add(b"o2", ts(0), 3);
+        p.add(b"o1".to_vec(), ts(0), 1);
+        p.add(b"o1".to_vec(), ts(0), 2);
+        p.add(b"o2".to_vec(), ts(0), 3);
         p.remove_ids(&HashSet::from([1, 3]));
         assert_eq!(p.len(), 1);
         assert_eq!(p.refs_of(b"o1"), &[(ts(0), 2)]);
@@ -347,7 +338,7 @@ mod tests {
                 .filter(|(_, id)| seen.insert(*id))
                 .map(|(s, id)| (ts(s), id))
                 .collect();
-            let entries = entries_of(b"obj", &refs);
+            let entries = entries_of(b"obj", &mut refs.clone());
             let mut all = Vec::new();
             for (k, v) in &entries {
                 let got = decode_refs(v).unwrap();

@@ -174,7 +174,7 @@ impl Store {
                 id,
                 at: r.observed_at,
                 value: start..values.len(),
-                object: keys::record_object_prefix(r.object.kind.as_str(), &r.object.key()),
+                object: object_prefix(&r.object),
             });
         }
         let lo = rows.iter().map(|r| r.at).min();
@@ -195,11 +195,12 @@ impl Store {
             start = end;
         }
         i.records.apply_batch(batch)?;
-        for r in &rows {
-            pending.add(&r.object, r.at, r.id);
+        let appended = rows.len();
+        for r in rows {
+            pending.add(r.object, r.at, r.id);
         }
         tracing::trace!(
-            records = rows.len(),
+            records = appended,
             blocks,
             pending = pending.len(),
             "records appended"
@@ -572,7 +573,7 @@ impl Store {
                     let refs = decode_refs(&v).ok_or(StoreError::CorruptValue {
                         tree: tree::RECORDS,
                     })?;
-                    let kept: Vec<(Timestamp, u64)> = refs
+                    let mut kept: Vec<(Timestamp, u64)> = refs
                         .iter()
                         .copied()
                         .filter(|(_, id)| !old_ids.contains(id))
@@ -581,7 +582,7 @@ impl Store {
                         continue;
                     }
                     batch.remove(k);
-                    for (k, v) in object_index::entries_of(object, &kept) {
+                    for (k, v) in object_index::entries_of(object, &mut kept) {
                         batch.insert(k, v);
                     }
                 }
@@ -621,6 +622,11 @@ impl Store {
             .sum();
         written + self.pending().len()
     }
+}
+
+/// The object index prefix of records about `object` (for Events, the involved object).
+pub(crate) fn object_prefix(object: &herald_core::ObjectRef) -> Vec<u8> {
+    keys::record_object_prefix(object.kind.as_str(), &object.key())
 }
 
 /// How many of `rows` (at least one) go into the next block: as many as fit within
@@ -768,7 +774,7 @@ pub(crate) mod tests {
         for (at, id) in refs {
             store
                 .pending()
-                .add(&keys::record_object_prefix("Pod", "ns/pod-0"), at, id);
+                .add(keys::record_object_prefix("Pod", "ns/pod-0"), at, id);
         }
         assert_eq!(object_answers(&store), both);
     }
